@@ -1,0 +1,100 @@
+//! [`Permit`]: one admitted call's right, and duty, to report its outcome.
+
+use std::fmt;
+use std::time::Duration;
+
+use tower_mesh_core::Outcome;
+
+use crate::state::Word;
+use crate::{CircuitBreaker, CircuitState};
+
+/// Permission to run one call, from [`CircuitBreaker::try_acquire`].
+///
+/// Report the call's outcome with [`record`](Permit::record),
+/// [`success`](Permit::success) or [`failure`](Permit::failure); each consumes the
+/// permit, so an outcome is recorded at most once. A permit dropped without a
+/// report (a cancelled call) records nothing and gives back its half-open probe
+/// slot, so cancellations can never leave a breaker short of probes.
+///
+/// An outcome reported after the breaker changed state (the call was admitted
+/// while closed, and the breaker opened meanwhile) is stale and not counted.
+///
+/// # Example
+///
+/// ```
+/// use tower_mesh_breaker::{CircuitBreaker, CircuitBreakerConfig};
+///
+/// let breaker = CircuitBreaker::new("search", CircuitBreakerConfig::default());
+/// match breaker.try_acquire() {
+///     Ok(permit) => {
+///         let answer: Result<u32, ()> = Ok(7); // run the call here
+///         if answer.is_ok() { permit.success() } else { permit.failure() }
+///     }
+///     Err(open) => eprintln!("skipped: {open}"),
+/// }
+/// ```
+#[must_use = "a permit records nothing until it is given an outcome"]
+pub struct Permit {
+    breaker: CircuitBreaker,
+    admitted: Word,
+    probe: bool,
+    settled: bool,
+}
+
+impl Permit {
+    pub(crate) fn new(breaker: CircuitBreaker, admitted: Word, probe: bool) -> Self {
+        Permit {
+            breaker,
+            admitted,
+            probe,
+            settled: false,
+        }
+    }
+
+    /// The state the call was admitted in.
+    pub fn admitted_in(&self) -> CircuitState {
+        self.admitted.state()
+    }
+
+    /// Records the call's outcome and latency.
+    pub fn record(mut self, outcome: Outcome, latency: Duration) {
+        self.settled = true;
+        self.breaker
+            .on_outcome(self.admitted, self.probe, outcome, latency);
+    }
+
+    /// Records a success.
+    pub fn success(self) {
+        self.record(Outcome::Success, Duration::ZERO);
+    }
+
+    /// Records a failure.
+    pub fn failure(self) {
+        self.record(Outcome::Failure, Duration::ZERO);
+    }
+
+    /// Drops the permit without recording, keeping any probe slot it holds, for
+    /// the classic `can_execute` / `record_*` API that reports separately.
+    pub(crate) fn detach(mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.breaker
+                .on_outcome(self.admitted, self.probe, Outcome::Ignored, Duration::ZERO);
+        }
+    }
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("breaker", &self.breaker.name())
+            .field("admitted_in", &self.admitted.state())
+            .field("probe", &self.probe)
+            .finish()
+    }
+}

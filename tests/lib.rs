@@ -1,0 +1,1 @@
+//! End-to-end tests across tower-mesh crates live in this package's test targets.
