@@ -536,6 +536,11 @@ impl CircuitBreaker {
                 break;
             }
         }
+        // Counted once the change is published: `prepare` runs again whenever a
+        // probe moving in the same epoch makes the compare-and-swap above retry.
+        if to == CircuitState::Open {
+            shared.times_opened.fetch_add(1, Ordering::Relaxed);
+        }
         control.commit(plan);
         drop(control);
         let transition = StateTransition::new(shared.name.clone(), from.state(), to, reason);
@@ -552,7 +557,6 @@ impl CircuitBreaker {
                 let until =
                     now.saturating_add(open_for.as_nanos().min(u128::from(u64::MAX)) as u64);
                 hot.open_until.store(until, Ordering::Release);
-                self.shared.times_opened.fetch_add(1, Ordering::Relaxed);
             }
             CircuitState::Closed | CircuitState::MetricsOnly => {
                 hot.consecutive_failures.store(0, Ordering::Release);
