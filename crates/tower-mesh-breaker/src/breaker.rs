@@ -12,6 +12,7 @@ use crate::config::CircuitBreakerConfig;
 use crate::error::{CircuitError, CircuitOpenError};
 use crate::permit::Permit;
 use crate::state::{CircuitState, Word};
+use crate::streak::Streak;
 use crate::sync::{lock, Arc, AtomicU64, Mutex, Ordering};
 use crate::transition::{Control, Listeners, StateTransition};
 use crate::window::{Counts, Sample, Window};
@@ -66,7 +67,7 @@ struct Shared {
 #[repr(align(128))]
 struct Hot {
     word: AtomicU64,
-    consecutive_failures: AtomicU64,
+    consecutive_failures: Streak,
     /// Nanoseconds since `origin` at which an open breaker may probe again.
     open_until: AtomicU64,
     /// Nanoseconds since `origin` at which the current state began.
@@ -111,7 +112,7 @@ impl CircuitBreaker {
         let shared = Shared {
             hot: Hot {
                 word: AtomicU64::new(Word::new(CircuitState::Closed, 0).0),
-                consecutive_failures: AtomicU64::new(0),
+                consecutive_failures: Streak::new(),
                 open_until: AtomicU64::new(0),
                 state_since: AtomicU64::new(0),
             },
@@ -299,7 +300,7 @@ impl CircuitBreaker {
             slow_calls_in_window: counts.slow,
             failure_rate: counts.failure_rate(),
             slow_call_rate: counts.slow_rate(),
-            consecutive_failures: self.shared.hot.consecutive_failures.load(Ordering::Relaxed),
+            consecutive_failures: self.shared.hot.consecutive_failures.count(),
             half_open_probes: word.probes(),
             rejected_calls: self.shared.rejected.load(Ordering::Relaxed),
             times_opened: self.shared.times_opened.load(Ordering::Relaxed),
@@ -452,7 +453,7 @@ impl CircuitBreaker {
             return;
         }
         let failure = outcome == Outcome::Failure;
-        let streak_tripped = self.count_streak(failure);
+        let streak_tripped = self.count_streak(admitted, failure);
         let rate_tripped = self.count_in_window(Sample { failure, slow });
         if state == CircuitState::Closed && (streak_tripped || rate_tripped) {
             let reason = if streak_tripped {
@@ -465,19 +466,16 @@ impl CircuitBreaker {
     }
 
     /// Updates the run of consecutive failures; `true` when it reaches the threshold.
-    fn count_streak(&self, failure: bool) -> bool {
+    fn count_streak(&self, admitted: Word, failure: bool) -> bool {
         let Some(threshold) = self.shared.config.failure_threshold else {
             return false;
         };
         let streak = &self.shared.hot.consecutive_failures;
         if failure {
-            return streak.fetch_add(1, Ordering::AcqRel) + 1 >= u64::from(threshold);
+            let run = streak.fail(admitted.generation());
+            return run.is_some_and(|run| run >= u64::from(threshold));
         }
-        // Only write when there is something to clear, so that successes on many
-        // cores read a shared cache line instead of fighting over it.
-        if streak.load(Ordering::Relaxed) != 0 {
-            streak.store(0, Ordering::Release);
-        }
+        streak.succeed(admitted.generation());
         false
     }
 
@@ -524,8 +522,8 @@ impl CircuitBreaker {
             if !current.same_epoch(from) {
                 return false;
             }
-            self.prepare(to, now, plan.open_for);
             let next = current.next(to);
+            self.prepare(next, now, plan.open_for);
             let swapped = shared.hot.word.compare_exchange(
                 current.0,
                 next.0,
@@ -549,17 +547,21 @@ impl CircuitBreaker {
     }
 
     /// Sets what the new state needs before it becomes visible.
-    fn prepare(&self, to: CircuitState, now: u64, open_for: Duration) {
+    fn prepare(&self, next: Word, now: u64, open_for: Duration) {
         let hot = &self.shared.hot;
         hot.state_since.store(now, Ordering::Release);
-        match to {
+        match next.state() {
             CircuitState::Open => {
                 let until =
                     now.saturating_add(open_for.as_nanos().min(u128::from(u64::MAX)) as u64);
                 hot.open_until.store(until, Ordering::Release);
             }
             CircuitState::Closed | CircuitState::MetricsOnly => {
-                hot.consecutive_failures.store(0, Ordering::Release);
+                hot.consecutive_failures.restart(next.generation());
+                // NOTE: window samples carry no generation. A call admitted in the
+                // previous closed generation that records while this change is
+                // published can land one stale sample in the fresh window; the
+                // streak is tagged and cannot.
                 if let Some(window) = &self.shared.window {
                     window.clear();
                 }

@@ -78,6 +78,7 @@ mod function;
 mod permit;
 mod service;
 mod state;
+mod streak;
 mod sync;
 mod transition;
 mod window;
