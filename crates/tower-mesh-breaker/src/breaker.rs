@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::ops::Deref;
 use std::sync::Arc as NameArc;
 use std::time::Duration;
 
@@ -47,7 +48,27 @@ use crate::window::{Counts, Sample, Window};
 /// ```
 #[derive(Clone)]
 pub struct CircuitBreaker {
-    shared: Arc<Shared>,
+    shared: Handle,
+}
+
+/// How a [`CircuitBreaker`] reaches its state: counted, or living for the rest of
+/// the program (see [`CircuitBreaker::leak`]), in which case a clone is a copy.
+#[derive(Clone)]
+enum Handle {
+    Counted(Arc<Shared>),
+    Static(&'static Shared),
+}
+
+impl Deref for Handle {
+    type Target = Shared;
+
+    #[inline]
+    fn deref(&self) -> &Shared {
+        match self {
+            Handle::Counted(shared) => shared,
+            Handle::Static(shared) => shared,
+        }
+    }
 }
 
 struct Shared {
@@ -126,7 +147,41 @@ impl CircuitBreaker {
             times_opened: AtomicU64::new(0),
         };
         CircuitBreaker {
-            shared: Arc::new(shared),
+            shared: Handle::Counted(Arc::new(shared)),
+        }
+    }
+
+    /// Keeps this breaker for the rest of the program, and returns a handle to it
+    /// whose clones skip reference counting.
+    ///
+    /// Every clone of a breaker, and every call in flight, holds a counted
+    /// reference to its state; taking and dropping one is two atomic
+    /// read-modify-writes per call, on a cache line that every core calling the
+    /// breaker shares. A breaker that lives as long as the process (a service-wide
+    /// breaker made at start-up) can do without: the handle this returns is a
+    /// plain reference, so a closed-state call through it only reads shared memory.
+    /// Its state is never freed, so do not leak breakers made per request or per
+    /// instance.
+    ///
+    /// The returned handle and the existing clones remain the same breaker.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_mesh_breaker::{CircuitBreaker, CircuitBreakerConfig};
+    ///
+    /// let breaker = CircuitBreaker::new("payments", CircuitBreakerConfig::default());
+    /// let forever = breaker.clone().leak();
+    /// forever.force_open();
+    /// assert!(!breaker.can_execute(), "both handles are the same breaker");
+    /// ```
+    pub fn leak(self) -> CircuitBreaker {
+        let shared: &'static Shared = match self.shared {
+            Handle::Static(shared) => shared,
+            Handle::Counted(counted) => Box::leak(Box::new(counted)),
+        };
+        CircuitBreaker {
+            shared: Handle::Static(shared),
         }
     }
 
@@ -160,7 +215,19 @@ impl CircuitBreaker {
     /// # Errors
     ///
     /// [`CircuitOpenError`] when the call may not run now.
+    #[inline]
     pub fn try_acquire(&self) -> Result<Permit, CircuitOpenError> {
+        let word = self.word();
+        if word.state().admits_freely() {
+            return Ok(Permit::new(self.clone(), word, false));
+        }
+        self.try_acquire_slow()
+    }
+
+    /// Admission in the states that may reject: open, half-open, forced open.
+    #[cold]
+    #[inline(never)]
+    fn try_acquire_slow(&self) -> Result<Permit, CircuitOpenError> {
         loop {
             let word = self.word();
             match word.state() {
@@ -394,6 +461,7 @@ impl CircuitBreaker {
     // ===== recording =====
 
     /// Records one outcome of a call admitted under `admitted`.
+    #[inline]
     pub(crate) fn on_outcome(
         &self,
         admitted: Word,
@@ -415,6 +483,8 @@ impl CircuitBreaker {
 
     /// A half-open probe finished: a failure (or a slow call) opens the breaker
     /// again; enough successes close it; an ignored probe just frees its slot.
+    #[cold]
+    #[inline(never)]
     fn on_probe_outcome(&self, admitted: Word, outcome: Outcome, slow: bool) {
         let failed = outcome == Outcome::Failure || slow;
         loop {
@@ -443,6 +513,7 @@ impl CircuitBreaker {
     }
 
     /// A call admitted while closed (or measuring) finished.
+    #[inline]
     fn on_call_outcome(&self, admitted: Word, outcome: Outcome, slow: bool) {
         let state = admitted.state();
         if outcome == Outcome::Ignored || state == CircuitState::Disabled {
@@ -466,6 +537,7 @@ impl CircuitBreaker {
     }
 
     /// Updates the run of consecutive failures; `true` when it reaches the threshold.
+    #[inline]
     fn count_streak(&self, admitted: Word, failure: bool) -> bool {
         let Some(threshold) = self.shared.config.failure_threshold else {
             return false;
@@ -480,6 +552,7 @@ impl CircuitBreaker {
     }
 
     /// Adds the call to the sliding window; `true` when a rate reaches its threshold.
+    #[inline]
     fn count_in_window(&self, sample: Sample) -> bool {
         let Some(window) = &self.shared.window else {
             return false;
@@ -572,6 +645,7 @@ impl CircuitBreaker {
 
     // ===== helpers =====
 
+    #[inline]
     fn word(&self) -> Word {
         Word(self.shared.hot.word.load(Ordering::Acquire))
     }

@@ -37,18 +37,39 @@ use crate::{CircuitBreaker, CircuitState};
 pub struct Permit {
     breaker: CircuitBreaker,
     admitted: Word,
-    probe: bool,
-    settled: bool,
+    duty: Duty,
+}
+
+/// What a permit still owes its breaker.
+///
+/// A full word, like the permit's other fields: a permit is moved a few times per
+/// call (into a `Result`, then into a response future), and a narrow field makes
+/// each move a mix of small stores and wide loads that the processor cannot
+/// forward, which measurably slows the closed-state path.
+#[repr(u64)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Duty {
+    /// Report the outcome of a call admitted without a probe slot.
+    Call,
+    /// Report the outcome of a half-open probe, freeing its slot.
+    Probe,
+    /// Nothing: the outcome was reported, or the permit was detached.
+    Settled,
 }
 
 impl Permit {
     pub(crate) fn new(breaker: CircuitBreaker, admitted: Word, probe: bool) -> Self {
+        let duty = if probe { Duty::Probe } else { Duty::Call };
         Permit {
             breaker,
             admitted,
-            probe,
-            settled: false,
+            duty,
         }
+    }
+
+    /// Marks the permit settled and says whether it held a probe slot.
+    fn settle(&mut self) -> bool {
+        std::mem::replace(&mut self.duty, Duty::Settled) == Duty::Probe
     }
 
     /// The state the call was admitted in.
@@ -57,10 +78,22 @@ impl Permit {
     }
 
     /// Records the call's outcome and latency.
+    #[inline]
     pub fn record(mut self, outcome: Outcome, latency: Duration) {
-        self.settled = true;
+        let probe = self.settle();
         self.breaker
-            .on_outcome(self.admitted, self.probe, outcome, latency);
+            .on_outcome(self.admitted, probe, outcome, latency);
+    }
+
+    /// Records the outcome unless one was already recorded, without consuming the
+    /// permit: for futures that keep their permit in place until they are dropped.
+    #[inline]
+    pub(crate) fn record_once(&mut self, outcome: Outcome, latency: Duration) {
+        if self.duty != Duty::Settled {
+            let probe = self.settle();
+            self.breaker
+                .on_outcome(self.admitted, probe, outcome, latency);
+        }
     }
 
     /// Records a success.
@@ -76,15 +109,16 @@ impl Permit {
     /// Drops the permit without recording, keeping any probe slot it holds, for
     /// the classic `can_execute` / `record_*` API that reports separately.
     pub(crate) fn detach(mut self) {
-        self.settled = true;
+        self.settle();
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if !self.settled {
+        if self.duty != Duty::Settled {
+            let probe = self.settle();
             self.breaker
-                .on_outcome(self.admitted, self.probe, Outcome::Ignored, Duration::ZERO);
+                .on_outcome(self.admitted, probe, Outcome::Ignored, Duration::ZERO);
         }
     }
 }
@@ -94,7 +128,7 @@ impl fmt::Debug for Permit {
         f.debug_struct("Permit")
             .field("breaker", &self.breaker.name())
             .field("admitted_in", &self.admitted.state())
-            .field("probe", &self.probe)
+            .field("duty", &self.duty)
             .finish()
     }
 }

@@ -42,6 +42,15 @@ impl CircuitState {
         )
     }
 
+    /// Whether a call is admitted in this state without any bookkeeping.
+    #[inline]
+    pub(crate) fn admits_freely(self) -> bool {
+        matches!(
+            self,
+            CircuitState::Closed | CircuitState::Disabled | CircuitState::MetricsOnly
+        )
+    }
+
     /// A short lowercase name, as used in logs and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -58,6 +67,7 @@ impl CircuitState {
         self as u64
     }
 
+    #[inline]
     fn from_code(code: u64) -> CircuitState {
         // Only `Word::new` writes codes, always from a `CircuitState`.
         Self::ALL[code as usize]
@@ -99,6 +109,7 @@ impl Word {
         Word(state.code() | (generation << GENERATION_SHIFT))
     }
 
+    #[inline]
     pub(crate) fn state(self) -> CircuitState {
         CircuitState::from_code(self.0 & STATE_BITS)
     }

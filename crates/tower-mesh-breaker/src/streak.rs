@@ -43,6 +43,7 @@ impl Streak {
     }
 
     /// Ends the run on a success of `generation`.
+    #[inline]
     pub(crate) fn succeed(&self, generation: u64) {
         // Only write when there is something to clear, so that successes on many
         // cores read a shared cache line instead of fighting over it.

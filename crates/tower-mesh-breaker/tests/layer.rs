@@ -234,3 +234,25 @@ fn public_types_are_send_sync_and_static() {
     assert_send_sync::<CircuitOpenError>();
     assert_send_sync::<CircuitBreakerConfig>();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_leaked_breaker_stays_the_same_breaker_through_the_layer() {
+    let breaker = CircuitBreaker::new("leaked", config(2));
+    let leaked = breaker.clone().leak();
+    let service = CircuitBreakerLayer::new(leaked.clone()).layer(service_fn(failing));
+
+    for _ in 0..2 {
+        assert!(!is_open(&service.clone().oneshot(()).await.unwrap_err()));
+    }
+    assert_eq!(
+        breaker.state(),
+        CircuitState::Open,
+        "the original handle sees the trip"
+    );
+    breaker.reset();
+    assert_eq!(
+        leaked.clone().state(),
+        CircuitState::Closed,
+        "and the leaked one the reset"
+    );
+}

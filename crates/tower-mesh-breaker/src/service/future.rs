@@ -30,7 +30,7 @@ pin_project! {
         Admitted {
             #[pin]
             future: F,
-            permit: Option<Permit>,
+            permit: Permit,
             classifier: C,
             started: Option<Instant>,
         },
@@ -49,7 +49,7 @@ impl<F, C> ResponseFuture<F, C> {
     ) -> Self {
         let state = State::Admitted {
             future,
-            permit: Some(permit),
+            permit,
             classifier,
             started,
         };
@@ -81,9 +81,7 @@ where
             } => {
                 let result = ready!(future.poll(cx));
                 let latency = started.map_or(Duration::ZERO, |started| started.elapsed());
-                if let Some(permit) = permit.take() {
-                    permit.record(classifier.classify(result.as_ref(), latency), latency);
-                }
+                permit.record_once(classifier.classify(result.as_ref(), latency), latency);
                 Poll::Ready(result.map_err(Into::into))
             }
             // Cloning (an `Arc` and two words) keeps a repeated poll from panicking.
