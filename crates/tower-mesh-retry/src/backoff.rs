@@ -182,7 +182,10 @@ pub(crate) fn from_nanos_capped(nanos: f64, cap: Duration) -> Duration {
     if nanos <= 0.0 {
         return Duration::ZERO;
     }
-    Duration::from_nanos(nanos as u64).min(cap)
+    if nanos < u64::MAX as f64 {
+        return Duration::from_nanos(nanos as u64).min(cap);
+    }
+    Duration::try_from_secs_f64(nanos / 1e9).map_or(cap, |delay| delay.min(cap))
 }
 
 // ===== random source =====
