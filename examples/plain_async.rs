@@ -18,14 +18,14 @@ async fn main() -> Result<(), tower_mesh_core::ConfigError> {
         .open_duration(Duration::from_millis(200))
         .build()?;
 
-    // The lookup fails its first five calls, then answers.
+    // The lookup fails its first three calls, then answers.
     let calls = Arc::new(AtomicU32::new(0));
     let lookup = {
         let calls = calls.clone();
         move |user: u32| {
             let attempt = calls.fetch_add(1, Ordering::Relaxed);
             async move {
-                if attempt < 5 {
+                if attempt < 3 {
                     Err(format!("lookup of user {user} timed out"))
                 } else {
                     Ok(format!("user {user}"))
