@@ -224,6 +224,14 @@ impl CircuitBreaker {
         self.try_acquire_slow()
     }
 
+    /// The word a call is admitted under when the state admits every call without
+    /// bookkeeping (closed, disabled, metrics only); `None` otherwise.
+    #[inline]
+    pub(crate) fn free_admission(&self) -> Option<Word> {
+        let word = self.word();
+        word.state().admits_freely().then_some(word)
+    }
+
     /// Admission in the states that may reject: open, half-open, forced open.
     #[cold]
     #[inline(never)]

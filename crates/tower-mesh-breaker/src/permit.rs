@@ -58,6 +58,7 @@ enum Duty {
 }
 
 impl Permit {
+    #[inline]
     pub(crate) fn new(breaker: CircuitBreaker, admitted: Word, probe: bool) -> Self {
         let duty = if probe { Duty::Probe } else { Duty::Call };
         Permit {

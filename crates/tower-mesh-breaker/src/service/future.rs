@@ -41,6 +41,7 @@ pin_project! {
 }
 
 impl<F, C> ResponseFuture<F, C> {
+    #[inline]
     pub(super) fn admitted(
         future: F,
         permit: Permit,

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tower_mesh_core::{BoxError, Classify, ErrorsAsFailures};
 use tower_service::Service;
 
-use crate::CircuitBreaker;
+use crate::{CircuitBreaker, Permit};
 
 /// A service guarded by a [`CircuitBreaker`]. Made by [`CircuitBreakerLayer`].
 ///
@@ -64,6 +64,17 @@ impl<S, C> CircuitBreakerService<S, C> {
     pub fn into_inner(self) -> S {
         self.inner
     }
+
+    /// The time a call starts, when its latency will be needed.
+    #[inline]
+    fn start_clock<Res, Err>(&self) -> Option<Instant>
+    where
+        C: Classify<Res, Err>,
+    {
+        self.breaker
+            .needs_latency(&self.classifier)
+            .then(Instant::now)
+    }
 }
 
 impl<S, C, Request> Service<Request> for CircuitBreakerService<S, C>
@@ -90,12 +101,19 @@ where
     /// [`CircuitOpenError`](crate::CircuitOpenError) without reaching the inner
     /// service; an admitted one is sent on, and its future records the outcome.
     fn call(&mut self, request: Request) -> Self::Future {
+        // The common case first, built in place: a breaker that admits freely.
+        if let Some(admitted) = self.breaker.free_admission() {
+            let started = self.start_clock();
+            return ResponseFuture::admitted(
+                self.inner.call(request),
+                Permit::new(self.breaker.clone(), admitted, false),
+                self.classifier.clone(),
+                started,
+            );
+        }
         match self.breaker.try_acquire() {
             Ok(permit) => {
-                let started = self
-                    .breaker
-                    .needs_latency(&self.classifier)
-                    .then(Instant::now);
+                let started = self.start_clock();
                 let future = self.inner.call(request);
                 ResponseFuture::admitted(future, permit, self.classifier.clone(), started)
             }
