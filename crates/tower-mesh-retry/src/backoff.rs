@@ -61,8 +61,8 @@ pub enum Backoff {
         /// The exponential growth per retry; at least 1.
         factor: f64,
     },
-    /// Each delay is drawn between `first` and three times the previous delay, so
-    /// the schedule grows on average without every client moving in step.
+    /// Each delay is drawn between `first` and three times the previous delay of
+    /// the schedule, so it grows on average without every client moving in step.
     DecorrelatedJitter {
         /// The smallest delay, and the "previous" delay of the first retry.
         first: Duration,
@@ -190,15 +190,14 @@ pub(crate) fn from_nanos_capped(nanos: f64, cap: Duration) -> Duration {
 
 // ===== random source =====
 
-/// A random number in `[0, 1)` that depends only on its three inputs: the
-/// policy's seed, the request's stream and the retry number.
+/// A random number in `[0, 1)` that depends only on a seed and a retry number.
 ///
-/// Each value is one SplitMix64 step from a state mixed out of the inputs. Being a
+/// Each value is one SplitMix64 step from a state mixed out of the two. Being a
 /// pure function lets [`RetryPolicy::get_delay`](crate::RetryPolicy::get_delay)
 /// answer for any retry without mutable state. Not for anything that needs
 /// secrecy.
-pub(crate) fn unit(seed: u64, stream: u64, retry: u32) -> f64 {
-    let state = seed ^ stream.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ u64::from(retry) << 32;
+pub(crate) fn unit(seed: u64, retry: u32) -> f64 {
+    let state = seed ^ u64::from(retry).wrapping_mul(0xD6E8_FEB8_6659_FD93);
     (split_mix(state) >> 11) as f64 / (1u64 << 53) as f64
 }
 
@@ -214,8 +213,8 @@ pub(crate) fn random_seed() -> u64 {
     RandomState::new().hash_one("tower-mesh-retry")
 }
 
-/// A new stream number for a request of an unseeded policy, so that requests
-/// failing together do not retry together.
+/// A value to mix into the seed of each request of an unseeded policy, so that
+/// requests failing together do not retry together.
 pub(crate) fn next_stream() -> u64 {
     static STREAMS: AtomicU64 = AtomicU64::new(1);
     split_mix(STREAMS.fetch_add(1, Ordering::Relaxed))
@@ -228,17 +227,16 @@ mod tests {
     #[test]
     fn unit_is_in_the_half_open_unit_interval() {
         for retry in 0..10_000 {
-            let value = unit(42, 7, retry);
+            let value = unit(42, retry);
             assert!((0.0..1.0).contains(&value), "{value}");
         }
     }
 
     #[test]
-    fn unit_depends_on_seed_stream_and_retry() {
-        assert_eq!(unit(1, 2, 3), unit(1, 2, 3));
-        assert_ne!(unit(1, 2, 3), unit(2, 2, 3));
-        assert_ne!(unit(1, 2, 3), unit(1, 3, 3));
-        assert_ne!(unit(1, 2, 3), unit(1, 2, 4));
+    fn unit_depends_on_seed_and_retry() {
+        assert_eq!(unit(1, 3), unit(1, 3));
+        assert_ne!(unit(1, 3), unit(2, 3));
+        assert_ne!(unit(1, 3), unit(1, 4));
     }
 
     #[test]

@@ -89,6 +89,7 @@ mod policy;
 mod report;
 mod retryable;
 mod service;
+mod settings;
 mod tower_policy;
 
 pub use backoff::Backoff;

@@ -14,6 +14,7 @@ use crate::retryable::{
     is_circuit_open, AnyFailure, CloneRequest, DelayFn, ReplayRequest, ReplayWith, RetryDecision,
     RetryIf, Retryable,
 };
+use crate::settings::Settings;
 use crate::RetryBudget;
 
 /// When, how often and how far apart failed calls are retried.
@@ -44,9 +45,11 @@ use crate::RetryBudget;
 ///
 /// # Clone
 ///
-/// A clone copies the numbers and shares the budget. The layers clone the policy
-/// once per request to count that request's attempts; the clone costs a copy and,
-/// with a budget, one reference count.
+/// The numbers are stored once for the life of the program (equal configurations
+/// share one copy), so a clone is a reference to them, the seed, and the shared
+/// budget. The layers clone the policy once per request to count that request's
+/// attempts; the clone costs a few words of copying and, with a budget, one
+/// reference count.
 ///
 /// # Example
 ///
@@ -69,7 +72,8 @@ use crate::RetryBudget;
 /// ```
 #[derive(Clone)]
 pub struct RetryPolicy<C = ErrorsAsFailures, R = AnyFailure, K = CloneRequest> {
-    settings: Settings,
+    settings: &'static Settings,
+    seed: u64,
     budget: Option<RetryBudget>,
     classifier: C,
     retryable: R,
@@ -77,27 +81,12 @@ pub struct RetryPolicy<C = ErrorsAsFailures, R = AnyFailure, K = CloneRequest> {
     progress: Progress,
 }
 
-/// The validated numbers of a policy; copied into every per-request clone.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Settings {
-    name: &'static str,
-    max_retries: u32,
-    backoff: Backoff,
-    max_delay: Duration,
-    jitter: f64,
-    deadline: Option<Duration>,
-    seed: u64,
-    seeded: bool,
-}
-
 /// Where one request stands: how many retries it made and when it began.
 #[derive(Debug, Clone, Copy, Default)]
-struct Progress {
+pub(crate) struct Progress {
     retries: u32,
     started: Option<Instant>,
     attempt_started: Option<Instant>,
-    previous_delay: Duration,
-    stream: u64,
 }
 
 /// Why an attempt's outcome is worth a retry, for the logs.
@@ -118,22 +107,7 @@ impl Reason {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy::from_settings(Settings::default(), None)
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            name: "default",
-            max_retries: 3,
-            backoff: Backoff::exponential(Duration::from_millis(100), 2.0),
-            max_delay: Duration::from_secs(10),
-            jitter: 0.5,
-            deadline: None,
-            seed: backoff::random_seed(),
-            seeded: false,
-        }
+        RetryPolicy::from_settings(Settings::default(), None, None)
     }
 }
 
@@ -142,6 +116,7 @@ impl RetryPolicy {
     pub fn builder() -> RetryPolicyBuilder {
         RetryPolicyBuilder {
             settings: Settings::default(),
+            seed: None,
             budget: None,
         }
     }
@@ -152,12 +127,21 @@ impl RetryPolicy {
             max_retries: 0,
             ..Settings::default()
         };
-        RetryPolicy::from_settings(settings, None)
+        RetryPolicy::from_settings(settings, None, None)
     }
 
-    fn from_settings(settings: Settings, budget: Option<RetryBudget>) -> RetryPolicy {
+    fn from_settings(
+        settings: Settings,
+        seed: Option<u64>,
+        budget: Option<RetryBudget>,
+    ) -> RetryPolicy {
+        let settings = Settings {
+            seeded: seed.is_some(),
+            ..settings
+        };
         RetryPolicy {
-            settings,
+            settings: crate::settings::intern(settings),
+            seed: seed.unwrap_or_else(backoff::random_seed),
             budget,
             classifier: ErrorsAsFailures,
             retryable: AnyFailure,
@@ -175,6 +159,7 @@ impl<C, R, K> RetryPolicy<C, R, K> {
     pub fn with_classifier<C2>(self, classifier: C2) -> RetryPolicy<C2, R, K> {
         RetryPolicy {
             settings: self.settings,
+            seed: self.seed,
             budget: self.budget,
             classifier,
             retryable: self.retryable,
@@ -224,6 +209,7 @@ impl<C, R, K> RetryPolicy<C, R, K> {
     pub fn with_retryable<R2>(self, retryable: R2) -> RetryPolicy<C, R2, K> {
         RetryPolicy {
             settings: self.settings,
+            seed: self.seed,
             budget: self.budget,
             classifier: self.classifier,
             retryable,
@@ -237,6 +223,7 @@ impl<C, R, K> RetryPolicy<C, R, K> {
     pub fn replay_with<F>(self, replay: F) -> RetryPolicy<C, R, ReplayWith<F>> {
         RetryPolicy {
             settings: self.settings,
+            seed: self.seed,
             budget: self.budget,
             classifier: self.classifier,
             retryable: self.retryable,
@@ -299,16 +286,16 @@ impl<C, R, K> RetryPolicy<C, R, K> {
     /// # Ok::<(), tower_mesh_core::ConfigError>(())
     /// ```
     pub fn get_delay(&self, retry: u32) -> Duration {
-        let stream = self.progress.stream;
-        let first = self.settings.backoff.first_delay();
+        let settings = self.settings;
+        let first = settings.backoff.first_delay();
         if retry == 0 {
             return Duration::ZERO;
         }
-        if !matches!(self.settings.backoff, Backoff::DecorrelatedJitter { .. }) {
-            return self.settings.delay(retry, first, stream);
+        if !matches!(settings.backoff, Backoff::DecorrelatedJitter { .. }) {
+            return settings.delay(retry, first, self.seed);
         }
         (1..=retry).fold(first, |previous, number| {
-            self.settings.delay(number, previous, stream)
+            settings.delay(number, previous, self.seed)
         })
     }
 
@@ -318,34 +305,55 @@ impl<C, R, K> RetryPolicy<C, R, K> {
     }
 }
 
-impl Settings {
-    fn delay(&self, retry: u32, previous: Duration, stream: u64) -> Duration {
-        let unit = backoff::unit(self.seed, stream, retry);
-        let delay = self.backoff.delay(retry, previous, unit, self.max_delay);
-        if self.jitter == 0.0 || !self.backoff.takes_proportional_jitter() {
-            return delay;
-        }
-        let factor = 1.0 - self.jitter + 2.0 * self.jitter * unit;
-        backoff::from_nanos_capped(delay.as_nanos() as f64 * factor, self.max_delay)
-    }
-}
-
 // ===== the decision after each attempt =====
 
 impl<C, R, K> RetryPolicy<C, R, K> {
     /// Prepares this per-request copy for its first attempt: starts the clocks the
     /// deadline and the classifier need, and pays the request into the budget.
+    #[inline]
     pub(crate) fn begin_request(&mut self, needs_latency: bool) {
-        self.progress = Progress::default();
+        self.progress = self.start_request(needs_latency);
+    }
+
+    /// Starts a request: pays it into the budget and reads the clock if the
+    /// deadline or the classifier needs it. Returns the request's progress, for a
+    /// per-request copy made with [`for_request`](Self::for_request).
+    #[inline]
+    pub(crate) fn start_request(&self, needs_latency: bool) -> Progress {
+        let mut progress = Progress::default();
         if self.settings.deadline.is_some() || needs_latency {
             let now = Instant::now();
-            self.progress.started = Some(now);
-            self.progress.attempt_started = needs_latency.then_some(now);
+            progress.started = Some(now);
+            progress.attempt_started = needs_latency.then_some(now);
         }
         if let Some(budget) = &self.budget {
             budget.deposit();
         }
         report::attempt(self.settings.name);
+        progress
+    }
+
+    /// A copy of this policy for one request at `progress`.
+    ///
+    /// Built field by field into its destination: a copy made first and updated
+    /// after would be read back before its writes settle, which costs more than
+    /// the rest of a successful call.
+    #[inline]
+    pub(crate) fn for_request(&self, progress: Progress) -> Self
+    where
+        C: Clone,
+        R: Clone,
+        K: Clone,
+    {
+        RetryPolicy {
+            settings: self.settings,
+            seed: self.seed,
+            budget: self.budget.clone(),
+            classifier: self.classifier.clone(),
+            retryable: self.retryable.clone(),
+            replay: self.replay.clone(),
+            progress,
+        }
     }
 
     /// Prepares this per-request copy for the retry it has just decided on.
@@ -376,7 +384,11 @@ impl<C, R, K> RetryPolicy<C, R, K> {
     /// after which to retry. A retry decided here is already counted against the
     /// attempt limit and the budget.
     ///
-    /// `replayable` tells whether a copy of the request is at hand.
+    /// `replayable` tells whether a copy of the request is at hand. Only the
+    /// classification is inlined: when it can see that a call succeeded, the
+    /// compiler drops the rest, and the first-attempt-succeeds path costs nothing
+    /// more.
+    #[inline]
     pub(crate) fn after_attempt<Res, E: 'static>(
         &mut self,
         result: Result<&Res, &E>,
@@ -389,6 +401,18 @@ impl<C, R, K> RetryPolicy<C, R, K> {
         if self.classifier.classify(result, self.latency()) != Outcome::Failure {
             return None;
         }
+        self.after_failure(result, replayable)
+    }
+
+    #[inline(never)]
+    fn after_failure<Res, E: 'static>(
+        &mut self,
+        result: Result<&Res, &E>,
+        replayable: bool,
+    ) -> Option<Duration>
+    where
+        R: Retryable<Res, E>,
+    {
         let reason = match result {
             Err(error) if is_circuit_open(error) => return self.give_up(GiveUp::CircuitOpen),
             Err(_) => Reason::Error,
@@ -402,7 +426,6 @@ impl<C, R, K> RetryPolicy<C, R, K> {
         };
         self.admit(retry, delay, replayable)?;
         self.progress.retries = retry;
-        self.progress.previous_delay = delay;
         report::retry(self.settings.name, retry + 1, delay, reason.as_str());
         Some(delay)
     }
@@ -429,13 +452,9 @@ impl<C, R, K> RetryPolicy<C, R, K> {
 
     fn next_backoff(&mut self, retry: u32) -> Duration {
         if retry == 1 && !self.settings.seeded {
-            self.progress.stream = backoff::next_stream();
+            self.seed ^= backoff::next_stream();
         }
-        let previous = match retry {
-            1 => self.settings.backoff.first_delay(),
-            _ => self.progress.previous_delay,
-        };
-        self.settings.delay(retry, previous, self.progress.stream)
+        self.get_delay(retry)
     }
 
     /// Whether a retry after `delay` would start past the deadline.
@@ -526,7 +545,7 @@ where
 
 impl<C, R, K> fmt::Debug for RetryPolicy<C, R, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let settings = &self.settings;
+        let settings = self.settings;
         f.debug_struct("RetryPolicy")
             .field("name", &settings.name)
             .field("max_retries", &settings.max_retries)
@@ -548,6 +567,7 @@ impl<C, R, K> fmt::Debug for RetryPolicy<C, R, K> {
 #[derive(Debug, Clone)]
 pub struct RetryPolicyBuilder {
     settings: Settings,
+    seed: Option<u64>,
     budget: Option<RetryBudget>,
 }
 
@@ -602,12 +622,16 @@ impl RetryPolicyBuilder {
     /// gives up spreading out clients that fail together; leave production
     /// policies unseeded.
     pub fn seed(mut self, seed: u64) -> Self {
-        self.settings.seed = seed;
-        self.settings.seeded = true;
+        self.seed = Some(seed);
         self
     }
 
     /// Checks every value and returns the policy.
+    ///
+    /// The numbers of each distinct configuration are kept for the rest of the
+    /// program (about a hundred bytes; building an equal configuration again reuses
+    /// them), which keeps the per-request copy of a policy small. Build policies at
+    /// start-up or from configuration, not from values that differ per request.
     ///
     /// # Errors
     ///
@@ -633,7 +657,7 @@ impl RetryPolicyBuilder {
         if settings.deadline == Some(Duration::ZERO) {
             return Err(ConfigError::new("deadline", "must be greater than zero"));
         }
-        Ok(RetryPolicy::from_settings(settings, self.budget))
+        Ok(RetryPolicy::from_settings(settings, self.seed, self.budget))
     }
 }
 

@@ -129,6 +129,7 @@ fn extreme_but_valid_values_build_and_never_panic() {
     let policy = RetryPolicy::builder()
         .backoff(Backoff::exponential(Duration::MAX, f64::MAX))
         .max_delay(Duration::MAX)
+        .jitter(0.0)
         .max_retries(u32::MAX)
         .deadline(Duration::MAX)
         .build()
@@ -138,6 +139,7 @@ fn extreme_but_valid_values_build_and_never_panic() {
     let linear = RetryPolicy::builder()
         .backoff(Backoff::linear(Duration::ZERO, Duration::MAX))
         .max_delay(Duration::MAX)
+        .jitter(0.0)
         .build()
         .unwrap();
     assert_eq!(linear.get_delay(u32::MAX), Duration::MAX);

@@ -5,7 +5,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::time::{sleep, Sleep};
+use tokio::time::{Instant, Sleep};
 use tower_mesh_core::Classify;
 use tower_service::Service;
 
@@ -20,34 +20,35 @@ pin_project! {
     /// Dropping it cancels the attempt in flight or the pending delay (its timer is
     /// removed with it), and no further attempt is sent. A retry already counted
     /// against the budget stays counted.
+    #[project = Projection]
     pub struct ResponseFuture<S, Request, C, R, K>
     where
         S: Service<Request>,
     {
         #[pin]
         attempt: S::Future,
-        phase: Phase<Request>,
+        phase: Phase,
+        // The copy of the request that the next retry will send.
+        replay: Option<Request>,
+        // Boxed so that a future that never retries stays small; made at the first
+        // retry and reset for later ones.
+        timer: Option<Pin<Box<Sleep>>>,
         service: S,
         policy: RetryPolicy<C, R, K>,
-        replay: Option<Request>,
         needs_latency: bool,
     }
 }
 
-/// What the future is doing now.
-enum Phase<Request> {
-    /// Waiting for the attempt in `attempt`.
+/// What the future is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The attempt in `attempt`.
     Attempting,
-    /// Waiting out the delay before a retry of `request`. The timer is boxed so
-    /// that a future that never retries stays small; it is allocated only for a
-    /// retry.
-    Backing {
-        delay: Pin<Box<Sleep>>,
-        request: Request,
-    },
-    /// Waiting for the service to be ready for the retry of `request`.
-    Readying { request: Request },
-    /// Finished; polling again is a caller error.
+    /// The timer before a retry.
+    BackingOff,
+    /// The service's readiness for a retry.
+    Readying,
+    /// Nothing: the output was returned, and polling again is a caller error.
     Done,
 }
 
@@ -55,22 +56,21 @@ impl<S, Request, C, R, K> ResponseFuture<S, Request, C, R, K>
 where
     S: Service<Request>,
 {
+    #[inline(always)]
     pub(super) fn new(
         attempt: S::Future,
         service: S,
         policy: RetryPolicy<C, R, K>,
         replay: Option<Request>,
-    ) -> Self
-    where
-        C: Classify<S::Response, S::Error>,
-    {
-        let needs_latency = policy.needs_latency();
+        needs_latency: bool,
+    ) -> Self {
         ResponseFuture {
             attempt,
             phase: Phase::Attempting,
+            replay,
+            timer: None,
             service,
             policy,
-            replay,
             needs_latency,
         }
     }
@@ -86,59 +86,79 @@ where
 {
     type Output = Result<S::Response, S::Error>;
 
+    /// Only an attempt's outcome is judged here; everything a retry needs runs
+    /// out of line, so that a first attempt that succeeds stays cheap.
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            match this.phase {
-                Phase::Attempting => {
-                    let result = ready!(this.attempt.as_mut().poll(cx));
-                    let replayable = this.replay.is_some();
-                    let retry = this.policy.after_attempt(result.as_ref(), replayable);
-                    match (retry, this.replay.take()) {
-                        (Some(delay), Some(request)) => *this.phase = backing(delay, request),
-                        _ => {
-                            *this.phase = Phase::Done;
-                            return Poll::Ready(result);
-                        }
-                    }
+            if *this.phase != Phase::Attempting {
+                ready!(poll_retry(&mut this, cx))?;
+            }
+            let result = ready!(this.attempt.as_mut().poll(cx));
+            let replayable = this.replay.is_some();
+            match this.policy.after_attempt(result.as_ref(), replayable) {
+                Some(delay) => back_off(&mut this, delay),
+                None => {
+                    *this.phase = Phase::Done;
+                    return Poll::Ready(result);
                 }
-                Phase::Backing { delay, .. } => {
-                    ready!(delay.as_mut().poll(cx));
-                    *this.phase = match std::mem::replace(this.phase, Phase::Done) {
-                        Phase::Backing { request, .. } => Phase::Readying { request },
-                        other => other,
-                    };
-                }
-                Phase::Readying { .. } => {
-                    if let Err(error) = ready!(this.service.poll_ready(cx)) {
-                        *this.phase = Phase::Done;
-                        return Poll::Ready(Err(error));
-                    }
-                    let Phase::Readying { request } =
-                        std::mem::replace(this.phase, Phase::Attempting)
-                    else {
-                        continue;
-                    };
-                    *this.replay = this.policy.replay(&request);
-                    this.policy.begin_retry(*this.needs_latency);
-                    this.attempt.set(this.service.call(request));
-                }
-                Phase::Done => return Poll::Pending,
             }
         }
     }
 }
 
-/// The phase after a retry was decided: a timer, or straight to readiness when
-/// there is nothing to wait for.
-fn backing<Request>(delay: Duration, request: Request) -> Phase<Request> {
+/// Starts the wait before a retry.
+fn back_off<S, Request, C, R, K>(this: &mut Projection<'_, S, Request, C, R, K>, delay: Duration)
+where
+    S: Service<Request>,
+{
     if delay.is_zero() {
-        return Phase::Readying { request };
+        *this.phase = Phase::Readying;
+        return;
     }
-    Phase::Backing {
-        delay: Box::pin(sleep(delay)),
-        request,
+    let deadline = Instant::now() + delay;
+    match this.timer {
+        Some(timer) => timer.as_mut().reset(deadline),
+        None => *this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
     }
+    *this.phase = Phase::BackingOff;
+}
+
+/// Waits out the delay and the service's readiness, then sends the retry;
+/// `Ready(Ok)` once the retry's attempt is in `attempt`.
+#[inline(never)]
+fn poll_retry<S, Request, C, R, K>(
+    this: &mut Projection<'_, S, Request, C, R, K>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), S::Error>>
+where
+    S: Service<Request>,
+    K: ReplayRequest<Request>,
+{
+    if *this.phase == Phase::BackingOff {
+        if let Some(timer) = this.timer {
+            ready!(timer.as_mut().poll(cx));
+        }
+        *this.phase = Phase::Readying;
+    }
+    if *this.phase == Phase::Done {
+        return Poll::Pending;
+    }
+    if let Err(error) = ready!(this.service.poll_ready(cx)) {
+        *this.phase = Phase::Done;
+        return Poll::Ready(Err(error));
+    }
+    let Some(request) = this.replay.take() else {
+        // Unreachable: a retry is only decided when a copy is at hand.
+        *this.phase = Phase::Done;
+        return Poll::Pending;
+    };
+    *this.replay = this.policy.replay(&request);
+    this.policy.begin_retry(*this.needs_latency);
+    this.attempt.set(this.service.call(request));
+    *this.phase = Phase::Attempting;
+    Poll::Ready(Ok(()))
 }
 
 impl<S, Request, C, R, K> fmt::Debug for ResponseFuture<S, Request, C, R, K>
@@ -146,14 +166,8 @@ where
     S: Service<Request>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let phase = match self.phase {
-            Phase::Attempting => "attempting",
-            Phase::Backing { .. } => "backing off",
-            Phase::Readying { .. } => "readying",
-            Phase::Done => "done",
-        };
         f.debug_struct("ResponseFuture")
-            .field("phase", &phase)
+            .field("phase", &self.phase)
             .field("retries", &self.policy.retries())
             .finish_non_exhaustive()
     }

@@ -88,13 +88,15 @@ where
 
     /// Sends the first attempt on the service that was polled ready, and keeps a
     /// clone of the service and a copy of the request for retries.
+    #[inline(always)]
     fn call(&mut self, request: Request) -> Self::Future {
-        let mut policy = self.policy.clone();
-        policy.begin_request(policy.needs_latency());
-        let replay = policy.replay(&request);
+        let needs_latency = self.policy.needs_latency();
+        let progress = self.policy.start_request(needs_latency);
+        let replay = self.policy.replay(&request);
         let spare = self.inner.clone();
         let mut ready = std::mem::replace(&mut self.inner, spare);
-        let future = ready.call(request);
-        ResponseFuture::new(future, ready, policy, replay)
+        let attempt = ready.call(request);
+        let policy = self.policy.for_request(progress);
+        ResponseFuture::new(attempt, ready, policy, replay, needs_latency)
     }
 }
