@@ -254,3 +254,32 @@ async fn unseeded_requests_draw_different_jitter() {
     gaps.dedup();
     assert!(gaps.len() > 1, "five requests all waited {gaps:?}");
 }
+
+/// The jittered schedules of `SEED`, in microseconds: a seed must give the same
+/// delays in every run and every version, so that a failure seen once can be
+/// replayed.
+#[test]
+fn a_fixed_seed_gives_the_same_jittered_delays_in_every_run() {
+    let cases = [
+        (
+            policy(Backoff::full_jitter(ms(100), 2.0), 6, ms(2_000)),
+            vec![27_744, 6_553, 157_639, 34_278, 390_034, 816_638],
+        ),
+        (
+            policy(Backoff::equal_jitter(ms(100), 2.0), 6, ms(2_000)),
+            vec![63_872, 103_276, 278_819, 417_139, 995_017, 1_408_319],
+        ),
+        (
+            policy(Backoff::decorrelated_jitter(ms(50)), 8, ms(3_000)),
+            vec![
+                77_744, 56_004, 96_508, 60_263, 81_882, 129_886, 227_915, 592_765,
+            ],
+        ),
+    ];
+    for (policy, expected) in cases {
+        let micros: Vec<u128> = (1..=policy.max_retries())
+            .map(|retry| policy.get_delay(retry).as_micros())
+            .collect();
+        assert_eq!(micros, expected, "{:?}", policy.backoff());
+    }
+}
