@@ -77,6 +77,10 @@
 //! - `tower_mesh_retry_retries_total{policy}`;
 //! - `tower_mesh_retry_budget_refusals_total{policy}`;
 //! - `tower_mesh_retry_give_ups_total{policy, reason}`.
+//!
+//! The attempt counter is the one update made when the first attempt succeeds.
+//! Each update names the policy in its label set, which the `metrics` macros build
+//! afresh (one small allocation), so with the feature on that path allocates.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

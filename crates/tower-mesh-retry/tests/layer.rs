@@ -452,3 +452,31 @@ fn policies_services_and_futures_are_send_and_sync() {
     assert_send_sync::<tower_mesh_retry::Delay>();
     assert_send::<Answer>();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_classifier_that_reads_latency_sees_each_attempt_timed_on_its_own() {
+    // The first attempt takes 300 ms, the retry 50 ms; anything over 100 ms fails.
+    let durations = Arc::new(std::sync::Mutex::new(vec![ms(300), ms(50)]));
+    let inner = service_fn(move |_: ()| {
+        let took = durations.lock().unwrap().remove(0);
+        async move {
+            tokio::time::sleep(took).await;
+            Ok::<_, &'static str>(took)
+        }
+    });
+    let too_slow = tower_mesh_core::classify_fn(|_: Result<&Duration, &&str>, latency| {
+        if latency > ms(100) {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        }
+    });
+    let policy = constant(ms(10), 3).with_classifier(too_slow);
+
+    let response = RetryLayer::new(policy).layer(inner).oneshot(()).await;
+    assert_eq!(
+        response,
+        Ok(ms(50)),
+        "the slow answer was retried, the quick one kept"
+    );
+}

@@ -20,6 +20,9 @@ pin_project! {
     /// Dropping it cancels the attempt in flight or the pending delay (its timer is
     /// removed with it), and no further attempt is sent. A retry already counted
     /// against the budget stays counted.
+    ///
+    /// Polling it again after it returned `Ready` is a caller error: it then stays
+    /// `Pending`.
     #[project = Projection]
     pub struct ResponseFuture<S, Request, C, R, K>
     where
