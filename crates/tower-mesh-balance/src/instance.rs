@@ -136,6 +136,14 @@ impl InstanceKey {
     }
 }
 
+impl From<ServiceInstance> for InstanceKey {
+    /// The key of `instance`, for discovery sources and health checks outside
+    /// this crate.
+    fn from(instance: ServiceInstance) -> Self {
+        InstanceKey::new(Arc::new(instance))
+    }
+}
+
 impl PartialEq for InstanceKey {
     fn eq(&self, other: &Self) -> bool {
         self.instance.id == other.instance.id

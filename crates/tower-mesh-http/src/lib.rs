@@ -11,7 +11,10 @@
 //! - **replay**: [`HttpReplay`] lets a retry resend only idempotent requests
 //!   (others on request), and [`BufferRequestBodyLayer`] keeps bodies up to a size
 //!   limit in memory so they can be sent again, while a larger or streaming body is
-//!   sent once.
+//!   sent once;
+//! - **clients** (feature `client`): [`MakeHttpEndpoint`] turns each discovered
+//!   instance into an [`HttpEndpoint`] over hyper-util's pooled client, and
+//!   [`HttpHealthCheck`] and [`GrpcHealthCheck`] give the balancer's active checks.
 //!
 //! # Example
 //!
@@ -38,10 +41,17 @@
 
 mod body;
 mod classify;
+#[cfg(feature = "client")]
+mod client;
 mod replay;
 mod retry_after;
 
 pub use body::{BufferFuture, BufferRequestBody, BufferRequestBodyLayer, ReplayBody};
 pub use classify::{is_gateway_error, GrpcClassifier, GrpcCode, StatusClassifier};
+#[cfg(feature = "client")]
+pub use client::{
+    http2_client, http_client, EndpointFuture, GrpcHealthCheck, HttpClient, HttpEndpoint,
+    HttpHealthCheck, InvalidAddressError, MakeHttpEndpoint,
+};
 pub use replay::{is_idempotent, HttpReplay, ReplayableBody};
 pub use retry_after::{parse_retry_after, retry_after, RetryAfter};
