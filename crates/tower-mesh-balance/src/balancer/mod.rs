@@ -33,6 +33,7 @@ pub use builder::{DiscoveryFailure, LoadBalancerBuilder};
 pub use future::ResponseFuture;
 pub use signals::HealthControl;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
@@ -130,6 +131,8 @@ pub struct LoadBalancer<D: Discover, Req, C = ErrorsAsFailures> {
     classifier: C,
     settings: Settings,
     signals: Arc<Signals<D::Key>>,
+    /// Keys marked unhealthy by hand, kept across removal and re-insertion.
+    drained: HashSet<D::Key>,
     checks: Option<ActiveChecks<D::Key>>,
     timers: Timers,
     next_serial: u64,
@@ -202,6 +205,7 @@ where
             track_latency: settings.strategy == LoadBalancerStrategy::PeakEwma,
             settings,
             signals: Arc::new(Signals::new()),
+            drained: HashSet::new(),
             checks,
             timers: Timers::default(),
             next_serial: 0,
@@ -331,6 +335,11 @@ where
             self.settings.retry_initial,
         );
         self.set.insert(endpoint);
+        if !self.drained.is_empty() && self.drained.contains(&key) {
+            let slot = self.set.total() - 1;
+            self.set
+                .set_health(slot, |health| health.manual_down = true);
+        }
         self.membership_changed();
         tracing::debug!(endpoint = ?key, weight, endpoints = self.set.total(), "endpoint added");
     }
@@ -390,6 +399,9 @@ where
 {
     fn apply_signals(&mut self) {
         for signal in self.signals.take() {
+            if let (Source::Manual, Target::Key(key)) = (signal.source, &signal.target) {
+                self.remember_mark(key, signal.healthy);
+            }
             let slot = match &signal.target {
                 Target::Key(key) => self.set.slot_of_key(key),
                 Target::Serial(serial) => self.set.slot_of_serial(*serial),
@@ -404,6 +416,14 @@ where
                 Source::Breaker if healthy => self.restore(slot),
                 Source::Breaker => self.eject(slot),
             }
+        }
+    }
+
+    fn remember_mark(&mut self, key: &D::Key, healthy: bool) {
+        if healthy {
+            self.drained.remove(key);
+        } else {
+            self.drained.insert(key.clone());
         }
     }
 

@@ -102,7 +102,8 @@ impl<K> fmt::Debug for Signals<K> {
 /// A mark takes effect at the balancer's next `poll_ready`. An endpoint marked
 /// unhealthy keeps its place in the rotation and takes no calls, not even under the
 /// panic threshold, until it is marked healthy again; calls already sent to it
-/// finish normally. A mark for a key the balancer does not know is dropped.
+/// finish normally. Marks belong to keys, not to endpoints: a key marked unhealthy
+/// stays so when discovery removes and re-inserts it, or inserts it only later.
 ///
 /// # Clone
 ///

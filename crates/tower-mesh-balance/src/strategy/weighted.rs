@@ -1,11 +1,12 @@
 //! Smooth weighted round robin as earliest-deadline-first scheduling.
 //!
-//! An endpoint of weight `w` that has been picked `k` times has its next turn at
-//! the virtual time `(2k + 1) / 2w`: half a period in, then every `1 / w`. Picking
-//! the earliest deadline gives every endpoint exactly `w` picks in each stretch of
-//! `sum(weights)` picks, and spreads a heavy endpoint's picks across the stretch.
-//! Deadlines are compared as exact fractions, so ties are broken by index alone
-//! and the order is the same on every run.
+//! Endpoint `j` of `n`, of weight `w`, picked `k` times so far, has its next turn
+//! at the virtual time `(k + φ) / w`, where its phase `φ = (2j + 1) / 2n` lies in
+//! `(0, 1)`. Every endpoint thus has exactly `w` turns in each unit of virtual
+//! time, so picking the earliest deadline gives it exactly `w` picks in each
+//! stretch of `sum(weights)` picks, spread across the stretch; the distinct phases
+//! keep light endpoints from all falling due at the same moment. Deadlines are
+//! compared as exact fractions, so the order is the same on every run.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -26,18 +27,21 @@ struct Turn {
     picks: u64,
     weight: u32,
     index: u32,
+    /// Twice the number of endpoints, shared by every turn of one schedule.
+    periods: u64,
 }
 
 impl Turn {
-    /// The deadline's numerator over the denominator `2 * weight`.
+    /// The deadline's numerator over the denominator `2n * weight`.
     fn numerator(&self) -> u128 {
-        2 * u128::from(self.picks) + 1
+        let phase = 2 * u128::from(self.index) + 1;
+        u128::from(self.periods) * u128::from(self.picks) + phase
     }
 }
 
 impl Ord for Turn {
     fn cmp(&self, other: &Self) -> Ordering {
-        // a / 2wa against b / 2wb, cross-multiplied so no precision is lost.
+        // a / (2n wa) against b / (2n wb), cross-multiplied so no precision is lost.
         let left = self.numerator() * u128::from(other.weight);
         let right = other.numerator() * u128::from(self.weight);
         left.cmp(&right).then(self.index.cmp(&other.index))
@@ -73,11 +77,13 @@ impl Deadlines {
     }
 
     fn rebuild<V: EndpointView + ?Sized>(&mut self, view: &V) {
+        let periods = 2 * view.len() as u64;
         let turns = (0..view.len()).map(|index| {
             Reverse(Turn {
                 picks: 0,
                 weight: view.weight(index).max(1),
                 index: index as u32,
+                periods,
             })
         });
         self.heap = turns.collect();
