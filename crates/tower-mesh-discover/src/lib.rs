@@ -12,14 +12,17 @@
 //!
 //! - [`StaticDiscover`]: a fixed list, or a JSON file of instance records (`json`
 //!   feature).
-//! - [`DnsDiscover`] (`dns` feature, on by default): A/AAAA or SRV records,
+//! - `DnsDiscover` (`dns` feature, on by default): A/AAAA or SRV records,
 //!   re-resolved as their TTL runs out, each answer diffed against the last.
+//! - `EtcdDiscover` (`etcd` feature): instance records under a key prefix, read
+//!   then watched, with `Registration` to publish an instance under a lease.
 //!
 //! Every source diffs what it learns into inserts and removes against what it
 //! announced before, so the balancer sees a change only when an instance really
 //! appears, disappears or changes. Failures to reach a server keep the last
-//! known instances, and an instance that would be unusable (an empty host, a
-//! weight of 0) is skipped with a `warn!` without touching the others.
+//! known instances. Records from DNS or etcd are untrusted input: one that would
+//! make an unusable instance (malformed JSON, an empty host, a weight of 0) is
+//! skipped with a `warn!` and never removes the good ones.
 //!
 //! # Example
 //!
@@ -51,20 +54,29 @@
 //!
 //! # Features
 //!
-//! - `dns` (default): [`DnsDiscover`], with `hickory-resolver`.
-//! - `json`: [`StaticDiscover::from_json`], `parse_record` and `to_record`.
+//! - `dns` (default): `DnsDiscover`, with `hickory-resolver`.
+//! - `etcd`: `EtcdDiscover` and `Registration`, with `etcd-client`. Off by default
+//!   because `etcd-client` compiles protobufs at build time and needs `protoc`
+//!   (Debian: `protobuf-compiler`). Implies `json`.
+//! - `json`: `StaticDiscover::from_json`, `parse_record` and `to_record`.
 //! - `metrics`: the counters and gauges below.
 //!
 //! # Logging and metrics
 //!
 //! Instances inserted and removed are `debug!` events carrying the instance id;
-//! failed lookups and empty answers are `warn!` events. With the `metrics`
-//! feature every source reports, labelled `source` (`dns`) and `target` (the name
-//! looked up):
+//! failed lookups, empty answers, lost etcd connections and skipped records are
+//! `warn!` events. With the `metrics` feature every source reports, labelled
+//! `source` (`dns` or `etcd`) and `target` (the name looked up or the prefix):
 //!
 //! - `tower_mesh_discover_lookups_total{result}` (counter, DNS): `found`, `empty`
 //!   or `failed`;
-//! - `tower_mesh_discover_instances` (gauge): the instances the source wants.
+//! - `tower_mesh_discover_instances` (gauge): the instances the source wants;
+//! - `tower_mesh_discover_rejected_records_total` (counter, etcd): malformed
+//!   records skipped;
+//! - `tower_mesh_discover_errors_total` (counter, etcd): failed connections,
+//!   reads and watches;
+//! - `tower_mesh_discover_resyncs_total{reason}` (counter, etcd): full reads, at
+//!   `start` or after the watched revision was `compacted`.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -73,6 +85,8 @@
 mod changes;
 #[cfg(feature = "dns")]
 pub mod dns;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 mod key;
 #[cfg(feature = "json")]
 mod record;
@@ -81,6 +95,8 @@ mod telemetry;
 
 #[cfg(feature = "dns")]
 pub use dns::{DnsDiscover, DnsDiscoverBuilder, EmptyAnswer};
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdDiscover, EtcdDiscoverBuilder, Registration};
 #[cfg(feature = "json")]
 pub use record::{parse_record, to_record, RecordError};
 pub use static_list::StaticDiscover;

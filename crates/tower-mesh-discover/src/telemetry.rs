@@ -2,7 +2,7 @@
 //!
 //! Every metric is labelled `source` (`dns` or `etcd`) and `target` (the name
 //! looked up, or the key prefix watched).
-#![cfg_attr(not(feature = "dns"), allow(dead_code))]
+#![cfg_attr(not(any(feature = "dns", feature = "etcd")), allow(dead_code))]
 
 /// The labels of one source; every method is free without the `metrics` feature.
 #[derive(Debug, Clone)]
@@ -44,5 +44,42 @@ impl Telemetry {
             "target" => self.target.clone(),
         )
         .set(count as f64);
+    }
+
+    /// An instance record was malformed and skipped.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub(crate) fn rejected(&self) {
+        #[cfg(feature = "metrics")]
+        metrics::counter!(
+            "tower_mesh_discover_rejected_records_total",
+            "source" => self.source,
+            "target" => self.target.clone(),
+        )
+        .increment(1);
+    }
+
+    /// Talking to the server failed (connection, read or watch).
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub(crate) fn error(&self) {
+        #[cfg(feature = "metrics")]
+        metrics::counter!(
+            "tower_mesh_discover_errors_total",
+            "source" => self.source,
+            "target" => self.target.clone(),
+        )
+        .increment(1);
+    }
+
+    /// Every instance was read afresh, `reason` being `start` or `compacted`.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub(crate) fn resync(&self, reason: &'static str) {
+        #[cfg(feature = "metrics")]
+        metrics::counter!(
+            "tower_mesh_discover_resyncs_total",
+            "source" => self.source,
+            "target" => self.target.clone(),
+            "reason" => reason,
+        )
+        .increment(1);
     }
 }

@@ -97,7 +97,7 @@ async fn srv_weights_arrive_and_only_the_preferred_priority_is_used() {
 #[tokio::test]
 async fn a_stopped_server_keeps_the_last_known_set() {
     #[cfg(feature = "metrics")]
-    metered::install();
+    support::metered::install();
     let mut server = Dnsmasq::start("127.0.0.31 down.mesh.test\n", "").await;
     let discover = fast(DnsDiscover::host("down.mesh.test", 80), &server).build(endpoint);
     let mut seen = Seen::new(discover.expect("valid settings"));
@@ -109,7 +109,7 @@ async fn a_stopped_server_keeps_the_last_known_set() {
     assert_eq!(seen.ids(), ["127.0.0.31:80"]);
     #[cfg(feature = "metrics")]
     {
-        let failed = metered::lookups("down.mesh.test", "failed");
+        let failed = support::metered::lookups("down.mesh.test", "failed");
         assert!(
             failed >= 2,
             "lookups kept being tried and failing ({failed})"
@@ -125,7 +125,7 @@ async fn a_stopped_server_keeps_the_last_known_set() {
 #[tokio::test]
 async fn an_empty_answer_keeps_the_set_unless_told_to_remove() {
     #[cfg(feature = "metrics")]
-    metered::install();
+    support::metered::install();
     let server = Dnsmasq::start("127.0.0.41 gone.mesh.test\n", "").await;
     let name = "gone.mesh.test";
     let keep = fast(DnsDiscover::host(name, 80), &server).build(endpoint);
@@ -142,7 +142,7 @@ async fn an_empty_answer_keeps_the_set_unless_told_to_remove() {
     assert_eq!(keep.ids(), ["127.0.0.41:80"]);
     #[cfg(feature = "metrics")]
     assert!(
-        metered::lookups(name, "empty") >= 2,
+        support::metered::lookups(name, "empty") >= 2,
         "empty answers are counted"
     );
 }
@@ -204,51 +204,4 @@ async fn invalid_settings_name_their_field() {
         .query_timeout(Duration::ZERO)
         .build(endpoint);
     assert_eq!(no_timeout.unwrap_err().field(), "query_timeout");
-}
-
-/// A process-wide `metrics` recorder, so tests can read what the sources counted.
-#[cfg(feature = "metrics")]
-mod metered {
-    use std::sync::OnceLock;
-
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-    use metrics_util::MetricKind;
-
-    fn snapshotter() -> &'static Snapshotter {
-        static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
-        SNAPSHOTTER.get_or_init(|| {
-            let recorder = DebuggingRecorder::new();
-            let snapshotter = recorder.snapshotter();
-            recorder
-                .install()
-                .expect("the only recorder of this test binary");
-            snapshotter
-        })
-    }
-
-    /// Installs the recorder; call it before the sources to measure count.
-    pub(super) fn install() {
-        snapshotter();
-    }
-
-    /// `tower_mesh_discover_lookups_total` for `target` and `result`.
-    pub(super) fn lookups(target: &str, result: &str) -> u64 {
-        let metrics = snapshotter().snapshot().into_vec();
-        let found = metrics.into_iter().find(|(key, _, _, _)| {
-            let (kind, key) = key.clone().into_parts();
-            let label = |name: &str| {
-                key.labels()
-                    .find(|l| l.key() == name)
-                    .map(|l| l.value().to_owned())
-            };
-            kind == MetricKind::Counter
-                && key.name() == "tower_mesh_discover_lookups_total"
-                && label("target").as_deref() == Some(target)
-                && label("result").as_deref() == Some(result)
-        });
-        match found {
-            Some((_, _, _, DebugValue::Counter(count))) => count,
-            _ => 0,
-        }
-    }
 }

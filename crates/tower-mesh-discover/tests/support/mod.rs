@@ -2,7 +2,12 @@
 //! server's binary, and following a discovery stream until it shows a set.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "dns")]
 pub mod dnsmasq;
+#[cfg(feature = "etcd")]
+pub mod etcd;
+#[cfg(feature = "etcd")]
+pub mod proxy;
 
 use std::collections::BTreeMap;
 use std::net::{TcpListener, UdpSocket};
@@ -162,5 +167,54 @@ where
                 );
             }
         }
+    }
+}
+
+/// A process-wide `metrics` recorder, so tests can read what the sources counted.
+#[cfg(feature = "metrics")]
+pub mod metered {
+    use std::sync::OnceLock;
+
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+    use metrics_util::MetricKind;
+
+    fn snapshotter() -> &'static Snapshotter {
+        static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
+        SNAPSHOTTER.get_or_init(|| {
+            let recorder = DebuggingRecorder::new();
+            let snapshotter = recorder.snapshotter();
+            recorder
+                .install()
+                .expect("the only recorder of this test binary");
+            snapshotter
+        })
+    }
+
+    /// Installs the recorder; call it before the sources to measure count.
+    pub fn install() {
+        snapshotter();
+    }
+
+    /// The counter `name` whose labels include every pair of `labels`; 0 if none.
+    pub fn counter(name: &str, labels: &[(&str, &str)]) -> u64 {
+        let metrics = snapshotter().snapshot().into_vec();
+        let found = metrics.into_iter().find(|(key, _, _, _)| {
+            let (kind, key) = key.clone().into_parts();
+            kind == MetricKind::Counter
+                && key.name() == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| key.labels().any(|l| l.key() == *k && l.value() == *v))
+        });
+        match found {
+            Some((_, _, _, DebugValue::Counter(count))) => count,
+            _ => 0,
+        }
+    }
+
+    /// `tower_mesh_discover_lookups_total` for `target` and `result`.
+    pub fn lookups(target: &str, result: &str) -> u64 {
+        let labels = [("target", target), ("result", result)];
+        counter("tower_mesh_discover_lookups_total", &labels)
     }
 }
