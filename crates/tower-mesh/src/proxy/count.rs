@@ -1,0 +1,56 @@
+//! A layer that counts the calls passing through it, for [`ProxyStats`](super::ProxyStats).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// Counts every call made through the services it makes.
+#[derive(Debug, Clone)]
+pub(crate) struct CountLayer {
+    counter: Arc<AtomicU64>,
+}
+
+impl CountLayer {
+    pub(crate) fn new(counter: Arc<AtomicU64>) -> Self {
+        CountLayer { counter }
+    }
+}
+
+impl<S> Layer<S> for CountLayer {
+    type Service = Count<S>;
+
+    fn layer(&self, inner: S) -> Count<S> {
+        Count {
+            inner,
+            counter: self.counter.clone(),
+        }
+    }
+}
+
+/// A service that adds one to its counter per call. Made by [`CountLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct Count<S> {
+    inner: S,
+    counter: Arc<AtomicU64>,
+}
+
+impl<S, Req> Service<Req> for Count<S>
+where
+    S: Service<Req>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Req) -> S::Future {
+        self.counter.fetch_add(1, Ordering::Relaxed);
+        self.inner.call(request)
+    }
+}

@@ -1,0 +1,282 @@
+//! [`ServiceProxy`]: timeout, retries, a circuit breaker and a load balancer,
+//! composed into one tower stack.
+
+mod builder;
+mod count;
+mod health;
+
+pub use builder::{NoHealthCheck, ProxyHealthCheck, ServiceProxyBuilder, WithHealthCheck};
+pub use health::{BalancerHealth, EndpointHealth, HealthChange, HealthEvent};
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tower::util::{BoxCloneSyncService, ServiceExt};
+use tower_mesh_breaker::CircuitBreaker;
+use tower_mesh_core::BoxError;
+use tower_mesh_retry::RetryBudget;
+use tower_service::Service;
+
+/// A named client for one service: an overall timeout, retries with a budget, a
+/// service-wide circuit breaker, a per-attempt timeout and a load balancer with
+/// outlier detection and active health checks, as one tower service.
+///
+/// Build one with [`ServiceProxy::builder`]; the sections below give the order
+/// of the layers and why, and the same stack built by hand.
+///
+/// # The layers, outermost first
+///
+/// ```text
+/// ServiceProxy::call
+///  1. Timeout (overall)       bounds the whole call, retries and backoff included
+///  2. Retry (policy, budget)  resends failed attempts; the budget caps extra load
+///  3. CircuitBreaker          one breaker for the whole service
+///  4. Timeout (per attempt)   bounds one attempt, so a hung instance is retried
+///  5. your layer              runs once per attempt
+///  6. Buffer                  shares the one balancer between every clone
+///  7. LoadBalancer            picks an instance; each has its own breaker
+///     └ endpoints             made by your endpoint maker from discovery
+/// ```
+///
+/// Why this order:
+///
+/// - **The overall timeout is outermost**, so it bounds what the caller waits
+///   for: every attempt and every backoff delay. A retry cannot outlive it.
+/// - **Retry is outside the breaker.** An open breaker fails an attempt with
+///   [`CircuitOpenError`](tower_mesh_breaker::CircuitOpenError), which the retry
+///   policy never retries: when the service as a whole is down, calls fail at
+///   once instead of spending the budget on rejections.
+/// - **The breaker counts attempts, not calls**, and sees attempt timeouts as
+///   failures: a service that hangs opens it like one that refuses.
+/// - **The per-attempt timeout is inside retry**, so one slow attempt is cut
+///   short and retried, on another instance, within the overall timeout.
+/// - **`Buffer` sits in front of the balancer**, because the balancer is one
+///   stateful service (it is not `Clone`): the buffer's task owns it and every
+///   clone of the proxy sends it requests through a channel.
+/// - **Per-instance breakers live inside the balancer** (outlier detection): one
+///   failing instance is ejected while the good ones keep their traffic, which a
+///   single service-wide breaker could not do. The service-wide breaker only
+///   opens when failures persist across instances.
+///
+/// # Building the same stack by hand
+///
+/// The proxy is only tower. This is the stack it builds, written out with
+/// `ServiceBuilder` and [`ServiceBuilderExt`](crate::ServiceBuilderExt); take
+/// layers out, reorder them or add your own:
+///
+/// ```
+/// use std::time::Duration;
+/// use tower::buffer::Buffer;
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+/// use tower_mesh::prelude::*;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), BoxError> {
+/// let registry = ServiceRegistry::new(LoadBalancerStrategy::RoundRobin);
+/// registry.register(ServiceInstance::new("a", "10.0.0.1", 80))?;
+/// let discover = registry.discover(|_: &ServiceInstance| {
+///     service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n * 2) })
+/// });
+///
+/// // 7: the balancer, a breaker per instance.
+/// let balancer = LoadBalancer::builder(discover)
+///     .outlier_detection(CircuitBreakerConfig::builder().failure_threshold(5).build()?)
+///     .build()?;
+/// // 6: shared by every clone through a buffer.
+/// let balancer = Buffer::new(balancer, 1024);
+/// // 1 to 4 around it.
+/// let breaker = CircuitBreaker::new("inventory", CircuitBreakerConfig::default()).leak();
+/// let policy = RetryPolicy::builder().max_retries(2).budget(RetryBudget::default()).build()?;
+/// let service = ServiceBuilder::new()
+///     .timeout(Duration::from_secs(5))
+///     .retry_policy(policy)
+///     .circuit_breaker(breaker)
+///     .timeout(Duration::from_secs(1))
+///     .service(balancer);
+///
+/// assert_eq!(service.oneshot(21).await?, 42);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Clone
+///
+/// Clones are cheap (the stack's handles: a few reference counts) and share
+/// everything: the breaker, the retry budget, the balancer and the counts. Clone
+/// the proxy into every task that calls the service.
+///
+/// # Errors
+///
+/// Calls fail with a [`BoxError`]. The errors a caller may want to tell apart,
+/// with `downcast_ref`:
+///
+/// - [`tower::timeout::error::Elapsed`]: the overall timeout (or the last
+///   attempt's timeout) passed;
+/// - [`CircuitOpenError`](tower_mesh_breaker::CircuitOpenError): the service-wide
+///   breaker is open;
+/// - [`NoHealthyInstanceError`](tower_mesh_balance::NoHealthyInstanceError): no
+///   instance could take the call;
+/// - otherwise the last attempt's own error, from the endpoint.
+///
+/// A failed response that is not an error (an HTTP `503` that the classifier
+/// counts as a failure) is returned as `Ok` once no retry is left.
+pub struct ServiceProxy<Req, Res> {
+    name: Arc<str>,
+    service: BoxCloneSyncService<Req, Res, BoxError>,
+    breaker: Option<CircuitBreaker>,
+    budget: Option<RetryBudget>,
+    health: Option<BalancerHealth>,
+    counters: Arc<Counters>,
+}
+
+/// The calls and attempts counted by a proxy's layers.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) requests: Arc<AtomicU64>,
+    pub(crate) attempts: Arc<AtomicU64>,
+}
+
+/// What a [`ServiceProxy`] has sent so far; see [`ServiceProxy::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProxyStats {
+    /// Calls made through the proxy.
+    pub requests: u64,
+    /// Attempts that reached the service-wide breaker: first attempts and retries.
+    pub attempts: u64,
+    /// Retries sent: attempts beyond the first of each call.
+    pub retries: u64,
+}
+
+impl ServiceProxy<(), ()> {
+    /// Starts building a proxy for the service called `name`, which names its
+    /// breaker and its retry policy in errors, logs and metrics.
+    pub fn builder(name: impl Into<Arc<str>>) -> ServiceProxyBuilder {
+        ServiceProxyBuilder::new(name.into())
+    }
+}
+
+impl<Req, Res> ServiceProxy<Req, Res> {
+    pub(crate) fn from_parts(
+        name: Arc<str>,
+        service: BoxCloneSyncService<Req, Res, BoxError>,
+        breaker: Option<CircuitBreaker>,
+        budget: Option<RetryBudget>,
+        health: Option<BalancerHealth>,
+        counters: Arc<Counters>,
+    ) -> Self {
+        ServiceProxy {
+            name,
+            service,
+            breaker,
+            budget,
+            health,
+            counters,
+        }
+    }
+
+    /// The name given to [`builder`](ServiceProxy::builder).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sends `request` through the whole stack and waits for its response.
+    ///
+    /// Each call uses a clone of the stack, so any number of calls can be in
+    /// flight from one proxy; the returned future does not borrow it.
+    ///
+    /// # Errors
+    ///
+    /// See [the type's docs](ServiceProxy#errors).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future cancels the attempt in flight or the backoff delay; no
+    /// further attempt is sent, and the breakers record nothing for the dropped
+    /// attempt.
+    pub fn call(&self, request: Req) -> impl Future<Output = Result<Res, BoxError>> + Send + 'static
+    where
+        Req: Send + 'static,
+        Res: 'static,
+    {
+        self.service.clone().oneshot(request)
+    }
+
+    /// The service-wide breaker, to read its state or add
+    /// [`on_state_change`](CircuitBreaker::on_state_change) listeners; `None` when
+    /// the proxy was built without one.
+    pub fn breaker(&self) -> Option<&CircuitBreaker> {
+        self.breaker.as_ref()
+    }
+
+    /// The retry policy's budget, when it has one.
+    pub fn retry_budget(&self) -> Option<&RetryBudget> {
+        self.budget.as_ref()
+    }
+
+    /// The balancer's endpoints and their health changes; `None` for a proxy over
+    /// a single client.
+    pub fn health(&self) -> Option<&BalancerHealth> {
+        self.health.as_ref()
+    }
+
+    /// The calls, attempts and retries sent so far.
+    pub fn stats(&self) -> ProxyStats {
+        let requests = self.counters.requests.load(Ordering::Relaxed);
+        let attempts = self.counters.attempts.load(Ordering::Relaxed);
+        ProxyStats {
+            requests,
+            attempts,
+            retries: attempts.saturating_sub(requests),
+        }
+    }
+
+    /// The stack as a boxed tower service, for code that takes any service.
+    /// The proxy itself is a `Service` too.
+    pub fn into_service(self) -> BoxCloneSyncService<Req, Res, BoxError> {
+        self.service
+    }
+}
+
+impl<Req, Res> Clone for ServiceProxy<Req, Res> {
+    fn clone(&self) -> Self {
+        ServiceProxy {
+            name: self.name.clone(),
+            service: self.service.clone(),
+            breaker: self.breaker.clone(),
+            budget: self.budget.clone(),
+            health: self.health.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+impl<Req, Res> Service<Req> for ServiceProxy<Req, Res> {
+    type Response = Res;
+    type Error = BoxError;
+    type Future = <BoxCloneSyncService<Req, Res, BoxError> as Service<Req>>::Future;
+
+    /// The stack's readiness: `Pending` while the balancer's buffer is full, an
+    /// error only when the balancer's task has ended.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.service.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        self.service.call(request)
+    }
+}
+
+impl<Req, Res> fmt::Debug for ServiceProxy<Req, Res> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceProxy")
+            .field("name", &self.name)
+            .field("breaker", &self.breaker)
+            .field("budget", &self.budget)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
