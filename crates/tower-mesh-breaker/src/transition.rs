@@ -6,6 +6,7 @@ use std::hash::BuildHasher;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tower_mesh_core::random::SplitMix64;
 
 use crate::config::CircuitBreakerConfig;
 use std::sync::Arc;
@@ -68,7 +69,7 @@ impl Control {
     pub(crate) fn new(seed: u64) -> Self {
         Control {
             trips: 0,
-            rng: SplitMix64(seed),
+            rng: SplitMix64::new(seed),
         }
     }
 
@@ -100,25 +101,6 @@ impl Control {
         };
         let factor = 1.0 + backoff.jitter * (2.0 * self.rng.next_unit() - 1.0);
         duration.mul_f64(factor).min(backoff.max)
-    }
-}
-
-/// A small, fast generator for jitter; not for anything that needs secrecy.
-#[derive(Debug)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn next_unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 

@@ -34,6 +34,7 @@
 
 mod classify;
 mod error;
+pub mod random;
 
 pub use classify::{
     classify_fn, classify_result_fn, Classify, ClassifyExt, ErrorsAsFailures, FnClassifier,
