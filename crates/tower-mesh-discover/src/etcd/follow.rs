@@ -146,6 +146,8 @@ impl Follow {
         Ok(self.client.insert(client).clone())
     }
 
+    // TODO(a prefix whose records outgrow one gRPC message): read in pages, each
+    // at the revision of the first.
     async fn read_all(&mut self, mut client: Client) -> Result<(), Trouble> {
         let prefix = self.records.prefix().to_owned();
         let options = GetOptions::new().with_prefix();

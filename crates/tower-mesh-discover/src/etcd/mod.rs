@@ -22,6 +22,10 @@
 //! The stream never ends and never yields an error; it makes progress while
 //! polled, as a [`LoadBalancer`](tower_mesh_balance::LoadBalancer) does in
 //! `poll_ready`.
+//!
+//! A full read fetches every record in one response, so the records under one
+//! prefix must fit in one gRPC message (4 MiB with `etcd-client`'s defaults,
+//! thousands of instances).
 
 mod follow;
 mod records;

@@ -48,6 +48,7 @@ pub struct Registration {
     client: Client,
     keeper: JoinHandle<()>,
     lease: tokio::sync::watch::Receiver<i64>,
+    revoked: bool,
 }
 
 impl Registration {
@@ -92,6 +93,7 @@ impl Registration {
             client,
             keeper,
             lease,
+            revoked: false,
         })
     }
 
@@ -114,6 +116,7 @@ impl Registration {
     /// the lease expires.
     pub async fn deregister(mut self) -> Result<(), etcd_client::Error> {
         self.keeper.abort();
+        self.revoked = true;
         let lease = self.lease_id();
         self.client.lease_revoke(lease).await?;
         tracing::debug!(key = %self.key, lease, "instance deregistered from etcd");
@@ -123,10 +126,10 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if self.keeper.is_finished() {
+        self.keeper.abort();
+        if self.revoked {
             return;
         }
-        self.keeper.abort();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
