@@ -474,10 +474,14 @@ where
         tracing::debug!(endpoint = ?self.set.get(slot).key, ejected_for = ?wait, "endpoint ejected");
     }
 
-    /// The endpoint's breaker closed: its probes succeeded.
+    /// The endpoint's breaker closed: its probes succeeded (or an ejection was
+    /// refused and the breaker reset, which changes nothing here).
     fn restore(&mut self, slot: usize) {
-        self.set.set_health(slot, |health| health.ejected = false);
-        tracing::debug!(endpoint = ?self.set.get(slot).key, "endpoint restored");
+        let before = self.set.set_health(slot, |health| health.ejected = false);
+        let probing = self.set.get(slot).breaker.is_some() && !before.ejected;
+        if before.ejected || probing {
+            tracing::debug!(endpoint = ?self.set.get(slot).key, "endpoint restored");
+        }
     }
 
     fn on_timer(&mut self, serial: u64, timer: Timer) {

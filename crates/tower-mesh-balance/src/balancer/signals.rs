@@ -69,7 +69,8 @@ impl<K> Signals<K> {
 
     /// Takes every queued signal; one atomic load when there is none.
     pub(crate) fn take(&self) -> Vec<Signal<K>> {
-        if !self.queued.swap(false, Ordering::AcqRel) {
+        // A plain load first: the common case (nothing queued) writes nothing.
+        if !self.queued.load(Ordering::Acquire) || !self.queued.swap(false, Ordering::AcqRel) {
             return Vec::new();
         }
         std::mem::take(&mut self.lock().signals)

@@ -60,15 +60,16 @@ impl EndpointStats {
     }
 
     /// Folds one call's latency in: a slower call raises the estimate at once (the
-    /// peak), a faster one pulls it down gradually.
+    /// peak), a faster one pulls it down by a weight that grows with the time since
+    /// the last update.
     pub(crate) fn observe(&self, latency: Duration, now: Instant) {
         let sample = latency.as_nanos() as f64;
-        let current = self.decayed(now);
-        let next = if sample > current {
+        let estimate = f64::from_bits(self.estimate.load(Ordering::Relaxed));
+        let next = if sample > estimate {
             sample
         } else {
             let keep = self.keep_factor(now);
-            current * keep + sample * (1.0 - keep)
+            estimate * keep + sample * (1.0 - keep)
         };
         // Two stores, not one atomic update: a racing call may lose its sample,
         // which an estimate can afford.
@@ -91,5 +92,50 @@ impl EndpointStats {
     fn nanos(&self, now: Instant) -> u64 {
         let elapsed = now.saturating_duration_since(self.origin);
         elapsed.as_nanos().min(u128::from(u64::MAX)) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats() -> EndpointStats {
+        EndpointStats::new(
+            Duration::from_millis(10),
+            Duration::from_secs(10),
+            #[cfg(feature = "metrics")]
+            crate::balancer::telemetry::EndpointMetrics::new("test".into()),
+        )
+    }
+
+    #[test]
+    fn a_slower_call_raises_the_estimate_to_its_latency() {
+        let stats = stats();
+        let now = stats.origin;
+        stats.observe(Duration::from_millis(50), now);
+        assert_eq!(stats.cost(now), 50_000_000.0);
+    }
+
+    #[test]
+    fn a_faster_call_pulls_the_estimate_down_by_the_time_passed() {
+        let stats = stats();
+        let start = stats.origin;
+        stats.observe(Duration::from_millis(50), start);
+        // Ten seconds later (one decay period), a 10 ms call keeps e^-1 of 50 ms.
+        let later = start + Duration::from_secs(10);
+        stats.observe(Duration::from_millis(10), later);
+        let keep = (-1.0f64).exp();
+        let expected = 50e6 * keep + 10e6 * (1.0 - keep);
+        assert!((stats.cost(later) - expected).abs() < 1.0);
+    }
+
+    #[test]
+    fn the_cost_grows_with_calls_in_flight() {
+        let stats = stats();
+        let now = stats.origin;
+        let idle = stats.cost(now);
+        stats.call_started();
+        stats.call_started();
+        assert_eq!(stats.cost(now), 3.0 * idle);
     }
 }

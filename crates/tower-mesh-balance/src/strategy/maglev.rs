@@ -20,9 +20,51 @@ const SKIP_SEED: u64 = 0xBB67_AE85_84CA_A73B;
 /// The table of the `ConsistentHash` strategy.
 #[derive(Debug, Default)]
 pub(crate) struct Maglev {
-    table: Vec<u32>,
+    table: Table,
     stale: bool,
     built_for: usize,
+}
+
+/// Endpoint indexes, in two bytes each while they fit: a smaller table stays in
+/// cache longer, and a lookup is one cache miss at most.
+#[derive(Debug)]
+enum Table {
+    Narrow(Vec<u16>),
+    Wide(Vec<u32>),
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Table::Narrow(Vec::new())
+    }
+}
+
+impl Table {
+    fn from_wide(wide: Vec<u32>, endpoints: usize) -> Self {
+        if endpoints <= usize::from(u16::MAX) {
+            Table::Narrow(wide.into_iter().map(|index| index as u16).collect())
+        } else {
+            Table::Wide(wide)
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Table::Narrow(table) => table.len(),
+            Table::Wide(table) => table.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, slot: usize) -> usize {
+        match self {
+            Table::Narrow(table) => usize::from(table[slot]),
+            Table::Wide(table) => table[slot] as usize,
+        }
+    }
 }
 
 impl Maglev {
@@ -53,12 +95,12 @@ impl Maglev {
             return 0;
         }
         let slot = (hash % self.table.len() as u64) as usize;
-        self.table[slot] as usize
+        self.table.get(slot)
     }
 
     fn rebuild<V: EndpointView + ?Sized>(&mut self, view: &V) {
         let size = next_prime((view.len() * SLOTS_PER_ENDPOINT).max(MIN_TABLE));
-        self.table = populate(view, size);
+        self.table = Table::from_wide(populate(view, size), view.len());
         self.stale = false;
         self.built_for = view.len();
     }

@@ -66,11 +66,14 @@ impl Deadlines {
         }
         // Each endpoint is looked at most once; an unavailable one loses its turn.
         for _ in 0..self.heap.len() {
-            let Reverse(mut turn) = self.heap.pop()?;
-            turn.picks += 1;
-            self.heap.push(Reverse(turn));
-            if view.is_available(turn.index as usize) {
-                return Some(turn.index as usize);
+            // Advancing the earliest turn in place costs one sift instead of two.
+            let index = {
+                let mut earliest = self.heap.peek_mut()?;
+                earliest.0.picks += 1;
+                earliest.0.index as usize
+            };
+            if view.is_available(index) {
+                return Some(index);
             }
         }
         None
