@@ -15,6 +15,7 @@
 //! | `balance` | `tower-mesh-balance` | `balance` (default) |
 //! | `discover` | `tower-mesh-discover` (static lists; DNS with `dns`) | `discover` |
 //! | `http` | `tower-mesh-http` (hyper-util endpoints with `client`) | `http` |
+//! | `fault` | `tower-mesh-fault`: injected errors and delays, for tests and staging | `fault` |
 //!
 //! [`ServiceProxy`] needs `retry` and `balance`. `http` is off by default, so a
 //! service that is not HTTP compiles no HTTP code; `client` adds hyper and
@@ -109,6 +110,12 @@ pub mod balance {
 #[cfg(feature = "discover")]
 pub mod discover {
     pub use tower_mesh_discover::*;
+}
+
+/// Fault injection for tests and staging (`tower-mesh-fault`).
+#[cfg(feature = "fault")]
+pub mod fault {
+    pub use tower_mesh_fault::*;
 }
 
 /// HTTP and gRPC awareness (`tower-mesh-http`).
