@@ -96,7 +96,10 @@ impl Refresh {
                 self.telemetry.lookup("failed");
                 let failures = self.failures;
                 let delay = self.timing.after_failure(failures);
-                tracing::warn!(%name, %error, failures, ?delay, "dns lookup failed; keeping the last known instances");
+                tracing::warn!(
+                    %name, %error, failures, ?delay,
+                    "dns lookup failed; keeping the last known instances"
+                );
                 (None, delay)
             }
         }
@@ -107,7 +110,10 @@ impl Refresh {
         match self.on_empty {
             EmptyAnswer::KeepLastKnown => {
                 if first {
-                    tracing::warn!(%name, "dns name has no records; keeping the last known instances");
+                    tracing::warn!(
+                        %name,
+                        "dns name has no records; keeping the last known instances"
+                    );
                 }
                 None
             }

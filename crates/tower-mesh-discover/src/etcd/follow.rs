@@ -127,7 +127,10 @@ impl Follow {
         self.telemetry.error();
         let (prefix, failures) = (self.records.prefix(), self.failures);
         let retry_in = self.backoff.after(failures);
-        tracing::warn!(%prefix, error = %trouble, failures, ?retry_in, "etcd discovery interrupted; keeping the last known instances");
+        tracing::warn!(
+            %prefix, error = %trouble, failures, ?retry_in,
+            "etcd discovery interrupted; keeping the last known instances"
+        );
         sleep(retry_in).await;
     }
 
@@ -182,7 +185,10 @@ impl Follow {
         if response.compact_revision() > 0 {
             let prefix = self.records.prefix();
             let compacted = response.compact_revision();
-            tracing::debug!(%prefix, compacted, "watched revision compacted; reading every record again");
+            tracing::debug!(
+                %prefix, compacted,
+                "watched revision compacted; reading every record again"
+            );
             self.telemetry.resync("compacted");
             self.revision = None;
             self.watch = None;

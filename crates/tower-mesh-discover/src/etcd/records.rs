@@ -83,7 +83,10 @@ impl Records {
         for (key, instance) in &self.by_key {
             if let Some(first) = wanted.get(&instance.id) {
                 let id = &first.id;
-                tracing::warn!(prefix = %self.prefix, %key, %id, "another record already has this instance id; skipping it");
+                tracing::warn!(
+                    prefix = %self.prefix, %key, %id,
+                    "another record already has this instance id; skipping it"
+                );
                 continue;
             }
             wanted.insert(instance.id.clone(), instance.clone());
@@ -99,7 +102,10 @@ impl Records {
             Ok(key) => Some(key.to_owned()),
             Err(_) => {
                 let key = String::from_utf8_lossy(key);
-                tracing::warn!(prefix = %self.prefix, %key, "skipping a record whose key is not UTF-8");
+                tracing::warn!(
+                    prefix = %self.prefix, %key,
+                    "skipping a record whose key is not UTF-8"
+                );
                 self.telemetry.rejected();
                 None
             }
@@ -113,7 +119,10 @@ impl Records {
         match parse_record(value, default_id) {
             Ok(instance) => Some(instance),
             Err(error) => {
-                tracing::warn!(prefix = %self.prefix, %key, %error, "skipping a malformed instance record");
+                tracing::warn!(
+                    prefix = %self.prefix, %key, %error,
+                    "skipping a malformed instance record"
+                );
                 self.telemetry.rejected();
                 None
             }

@@ -38,7 +38,8 @@ use crate::record::to_record;
 /// # #[tokio::main] async fn main() -> Result<(), tower_mesh_core::BoxError> {
 /// let client = etcd_client::Client::connect(["http://127.0.0.1:2379"], None).await?;
 /// let me = ServiceInstance::new("users-1", "10.0.0.7", 8080).with_weight(2);
-/// let registration = Registration::register(client, "/services/users/", &me, Duration::from_secs(10)).await?;
+/// let ttl = Duration::from_secs(10);
+/// let registration = Registration::register(client, "/services/users/", &me, ttl).await?;
 /// // ... serve ...
 /// registration.deregister().await?;
 /// # Ok(()) }
@@ -137,7 +138,10 @@ impl Drop for Registration {
         let (key, lease) = (self.key.clone(), self.lease_id());
         runtime.spawn(async move {
             if let Err(error) = client.lease_revoke(lease).await {
-                tracing::debug!(%key, lease, %error, "could not revoke a dropped registration's lease; it will expire");
+                tracing::debug!(
+                    %key, lease, %error,
+                    "could not revoke a dropped registration's lease; it will expire"
+                );
             }
         });
     }
@@ -189,7 +193,10 @@ impl KeepAlive {
             match ended {
                 Renewal::Expired => self.publish_again().await,
                 Renewal::Failed(error) => {
-                    tracing::warn!(key = %self.key, lease, %error, "etcd lease keep-alive failed; retrying");
+                    tracing::warn!(
+                        key = %self.key, lease, %error,
+                        "etcd lease keep-alive failed; retrying"
+                    );
                 }
             }
             sleep(beat).await;
