@@ -14,6 +14,7 @@
 //! and active health checks. The report compares success rates, traffic shares and
 //! latencies, and lists what the proxy's breakers and health checks did, and when.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -277,6 +278,7 @@ struct Run {
     label: &'static str,
     started: Instant,
     succeeded: usize,
+    failures: BTreeMap<&'static str, usize>,
     latencies: Vec<Duration>,
     elapsed: Duration,
     served: Vec<u64>,
@@ -300,7 +302,7 @@ async fn run_load<F, Fut>(
 ) -> Run
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = bool> + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), Failure>> + Send + 'static,
 {
     reset(backends);
     let progress = Arc::new(Progress {
@@ -315,7 +317,7 @@ where
     for _ in 0..options.concurrency {
         workers.spawn(worker(options.requests, progress.clone(), send.clone()));
     }
-    let (succeeded, latencies) = gather(&mut workers).await;
+    let tally = gather(&mut workers).await;
     let elapsed = started.elapsed();
     progress.finished.store(true, Ordering::Relaxed);
     let outage = driver.await.unwrap_or(None);
@@ -327,8 +329,9 @@ where
     Run {
         label,
         started,
-        succeeded,
-        latencies,
+        succeeded: tally.succeeded,
+        failures: tally.failures,
+        latencies: tally.latencies,
         elapsed,
         served,
         outage,
@@ -342,37 +345,58 @@ fn reset(backends: &[Arc<Backend>]) {
     }
 }
 
+/// Why a request failed, in a few words.
+type Failure = &'static str;
+
+/// The outcomes a worker saw.
+#[derive(Default)]
+struct Tally {
+    succeeded: usize,
+    failures: BTreeMap<Failure, usize>,
+    latencies: Vec<Duration>,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.succeeded += other.succeeded;
+        for (why, count) in other.failures {
+            *self.failures.entry(why).or_default() += count;
+        }
+        self.latencies.extend(other.latencies);
+    }
+}
+
 /// One worker: takes request numbers until none are left.
-async fn worker<F, Fut>(total: usize, progress: Arc<Progress>, send: F) -> (usize, Vec<Duration>)
+async fn worker<F, Fut>(total: usize, progress: Arc<Progress>, send: F) -> Tally
 where
     F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = bool>,
+    Fut: std::future::Future<Output = Result<(), Failure>>,
 {
-    let mut succeeded = 0;
-    let mut latencies = Vec::new();
+    let mut tally = Tally::default();
     loop {
         let n = progress.next.fetch_add(1, Ordering::Relaxed);
         if n >= total {
-            return (succeeded, latencies);
+            return tally;
         }
         let started = Instant::now();
-        succeeded += usize::from(send(n).await);
-        latencies.push(started.elapsed());
+        match send(n).await {
+            Ok(()) => tally.succeeded += 1,
+            Err(why) => *tally.failures.entry(why).or_default() += 1,
+        }
+        tally.latencies.push(started.elapsed());
         progress.done.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-async fn gather(workers: &mut JoinSet<(usize, Vec<Duration>)>) -> (usize, Vec<Duration>) {
-    let mut succeeded = 0;
-    let mut latencies = Vec::new();
+async fn gather(workers: &mut JoinSet<Tally>) -> Tally {
+    let mut all = Tally::default();
     while let Some(result) = workers.join_next().await {
-        if let Ok((ok, mut times)) = result {
-            succeeded += ok;
-            latencies.append(&mut times);
+        if let Ok(tally) = result {
+            all.add(tally);
         }
     }
-    latencies.sort_unstable();
-    (succeeded, latencies)
+    all.latencies.sort_unstable();
+    all
 }
 
 /// Takes `c` down and brings it back at the configured points of the run, and
@@ -434,9 +458,31 @@ fn get(uri: &str) -> Request<Body> {
 }
 
 /// Whether a response is a 200, reading its body so the connection is reused.
-async fn succeeded(response: Response<Incoming>) -> bool {
-    let ok = response.status() == StatusCode::OK;
-    ok && response.into_body().collect().await.is_ok()
+async fn check(response: Response<Incoming>) -> Result<(), Failure> {
+    let status = response.status();
+    let body = response.into_body().collect().await;
+    match (status, body) {
+        (StatusCode::OK, Ok(_)) => Ok(()),
+        (StatusCode::SERVICE_UNAVAILABLE, _) => Err("503 from the backend"),
+        (_, Err(_)) => Err("body cut off"),
+        _ => Err("other status"),
+    }
+}
+
+/// Names what went wrong with a call that ended in an error.
+fn failure(error: &BoxError) -> Failure {
+    if error
+        .downcast_ref::<tower::timeout::error::Elapsed>()
+        .is_some()
+    {
+        "timed out"
+    } else if error.downcast_ref::<CircuitOpenError>().is_some() {
+        "rejected by the open breaker"
+    } else if error.downcast_ref::<NoHealthyInstanceError>().is_some() {
+        "no healthy instance"
+    } else {
+        "connection error"
+    }
 }
 
 async fn run_bare(options: Options, backends: &[Arc<Backend>]) -> Run {
@@ -452,8 +498,8 @@ async fn run_bare(options: Options, backends: &[Arc<Backend>]) -> Run {
         let uri = uris[n % uris.len()].clone();
         async move {
             match client.request(get(&uri)).await {
-                Ok(response) => succeeded(response).await,
-                Err(_) => false,
+                Ok(response) => check(response).await,
+                Err(error) => Err(failure(&error.into())),
             }
         }
     })
@@ -562,8 +608,8 @@ async fn run_proxy(
         let call = caller.call(get("/"));
         async move {
             match call.await {
-                Ok(response) => succeeded(response).await,
-                Err(_) => false,
+                Ok(response) => check(response).await,
+                Err(error) => Err(failure(&error)),
             }
         }
     })
@@ -597,13 +643,19 @@ fn comparison(options: &Options, bare: &Run, mesh: &Run) -> String {
     let total = options.requests as f64;
     let mut out = String::new();
     let row = |out: &mut String, name: &str, a: String, b: String| {
-        let _ = writeln!(out, "  {name:<22}{a:>16}{b:>16}");
+        let _ = writeln!(out, "  {name:<32}{a:>16}{b:>16}");
     };
     row(&mut out, "", bare.label.into(), mesh.label.into());
     let rate = |run: &Run| format!("{:.2} %", percent(run.succeeded as f64, total));
     row(&mut out, "success rate", rate(bare), rate(mesh));
     let failed = |run: &Run| (options.requests - run.succeeded).to_string();
     row(&mut out, "failed requests", failed(bare), failed(mesh));
+    let reasons: std::collections::BTreeSet<_> =
+        bare.failures.keys().chain(mesh.failures.keys()).collect();
+    for why in reasons {
+        let count = |run: &Run| run.failures.get(why).copied().unwrap_or(0).to_string();
+        row(&mut out, &format!("  {why}"), count(bare), count(mesh));
+    }
     let p = |run: &Run, q| millis(quantile(&run.latencies, q));
     row(&mut out, "p50 latency", p(bare, 0.5), p(mesh, 0.5));
     row(&mut out, "p99 latency", p(bare, 0.99), p(mesh, 0.99));
@@ -622,7 +674,7 @@ fn traffic(backends: &[Arc<Backend>], bare: &Run, mesh: &Run) -> String {
     };
     for (index, backend) in backends.iter().enumerate() {
         let (a, b) = (share(bare, index), share(mesh, index));
-        let _ = writeln!(out, "  {:<22}{a:>16}{b:>16}", backend.name);
+        let _ = writeln!(out, "  {:<32}{a:>16}{b:>16}", backend.name);
     }
     out
 }
