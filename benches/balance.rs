@@ -14,6 +14,8 @@
 //! endpoints through the discovery stream, lets the balancer take them in, then
 //! removes them all.
 //!
+//! Before measuring, each row's heap allocations per call are counted and printed.
+//!
 //! Run with `cargo bench -p tower-mesh-benches --bench balance`.
 
 // criterion's macros generate an undocumented public function.
@@ -34,7 +36,10 @@ use tower::discover::{Change, ServiceList};
 use tower::load::{CompleteOnResponse, Constant, PeakEwmaDiscover};
 use tower::Service;
 use tower_mesh_balance::{LoadBalancer, LoadBalancerStrategy};
-use tower_mesh_benches::{ready_and_call, Noop};
+use tower_mesh_benches::{ready_and_call, CountingAllocator, Noop};
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator::new();
 
 const SIZES: [usize; 3] = [10, 1_000, 10_000];
 const CHURN: usize = 10_000;
@@ -71,14 +76,19 @@ fn tower_peak_ewma(size: usize) -> impl Service<u64> {
 }
 
 fn tower_constant(size: usize) -> impl Service<u64> {
-    let endpoints = (0..size).map(|_| Constant::new(Noop, 1usize)).collect::<Vec<_>>();
+    let endpoints = (0..size)
+        .map(|_| Constant::new(Noop, 1usize))
+        .collect::<Vec<_>>();
     Balance::new(ServiceList::new(endpoints))
 }
 
 /// Takes every endpoint in, so the first measured call is an ordinary one.
 fn warmed<S: Service<u64>>(mut service: S) -> S {
     for request in 0..4 {
-        assert!(ready_and_call(&mut service, request), "the balancer answers");
+        assert!(
+            ready_and_call(&mut service, request),
+            "the balancer answers"
+        );
     }
     service
 }
@@ -91,6 +101,11 @@ fn bench_row<S: Service<u64>>(
 ) {
     let mut service = warmed(service);
     let mut request = 0u64;
+    let per_call = ALLOCATOR.per_call(10_000, || {
+        request = request.wrapping_add(1);
+        assert!(ready_and_call(&mut service, request));
+    });
+    println!("allocations per call: {name}/{size}: {per_call}");
     group.bench_with_input(BenchmarkId::new(name, size), &size, |b, _| {
         b.iter(|| {
             request = request.wrapping_add(1);
@@ -106,7 +121,12 @@ fn pick(c: &mut Criterion) {
             let name = format!("tower-mesh/{}", strategy.as_str());
             bench_row(&mut group, &name, size, mesh(strategy, size));
         }
-        bench_row(&mut group, "tower/p2c-peak-ewma", size, tower_peak_ewma(size));
+        bench_row(
+            &mut group,
+            "tower/p2c-peak-ewma",
+            size,
+            tower_peak_ewma(size),
+        );
         bench_row(&mut group, "tower/p2c-constant", size, tower_constant(size));
     }
     group.finish();

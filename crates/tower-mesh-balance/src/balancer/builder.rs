@@ -202,7 +202,8 @@ impl<D: Discover, Req, C> LoadBalancerBuilder<D, Req, C> {
 
     /// With no endpoint able to take calls, wait up to this long for one before
     /// failing calls with [`NoHealthyInstanceError`](crate::NoHealthyInstanceError)
-    /// (default: fail at once).
+    /// (default: fail at once). Once a wait has run out, calls fail at once until
+    /// an endpoint can take calls again, so queued callers do not each wait in turn.
     pub fn wait_for_instance(mut self, wait: Duration) -> Self {
         self.settings.wait_for_instance = Some(wait);
         self

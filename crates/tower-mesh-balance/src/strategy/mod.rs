@@ -15,8 +15,9 @@
 //! | [`ConsistentHash`](LoadBalancerStrategy::ConsistentHash) | O(1) | Maglev table over a key taken from the request |
 //!
 //! `Weighted` and `ConsistentHash` rebuild their tables after a membership change,
-//! on the next pick (O(n log n) and O(n log n) with a table of about 101 entries per
-//! endpoint); health changes never rebuild them.
+//! on the next pick: O(n log n) for the schedule, and for the Maglev table (about
+//! 101 slots per endpoint, at most 262,147 slots) about O(m log m) in its size `m`.
+//! Health changes never rebuild them.
 
 mod maglev;
 mod weighted;
