@@ -795,7 +795,7 @@ async fn main() -> Result<(), BoxError> {
         start_backend("b", flaky, latency).await?,
         start_backend("c", Behaviour::Outage, latency).await?,
     ];
-    eprint!("{}", header(&options, &backends));
+    print!("{}", header(&options, &backends));
 
     let bare = run_bare(options, &backends).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
