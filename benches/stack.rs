@@ -5,9 +5,10 @@
 //!
 //! - `bare hyper-util`: hyper-util's pooled client, round robin over the three
 //!   servers by hand;
-//! - `tower-mesh stack`: the same client as balancer endpoints, under retry (with a
-//!   budget), a service-wide circuit breaker, a buffer, and a round-robin balancer
-//!   with per-instance outlier detection.
+//! - `tower-mesh stack`: a `ServiceProxy` over the same client as balancer
+//!   endpoints: overall and per-attempt timeouts, retry (with a budget), a
+//!   service-wide circuit breaker, a buffer, and a round-robin balancer with
+//!   per-instance outlier detection.
 //!
 //! Both share the machine with the servers, so the figure to read is the ratio.
 //!
@@ -34,10 +35,12 @@ use tokio::runtime::Runtime;
 use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
-use tower_mesh_balance::{LoadBalancer, LoadBalancerStrategy, ServiceInstance, ServiceRegistry};
-use tower_mesh_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer};
-use tower_mesh_http::{http_client, HttpClient, MakeHttpEndpoint, StatusClassifier};
-use tower_mesh_retry::{RetryBudget, RetryLayer, RetryPolicy};
+use tower_mesh::balance::LoadBalancer;
+use tower_mesh::breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer};
+use tower_mesh::http::{http_client, HttpClient, HttpReplay, MakeHttpEndpoint, StatusClassifier};
+use tower_mesh::prelude::*;
+use tower_mesh::retry::ReplayRequest;
+use tower_mesh::retry::RetryLayer;
 
 /// Requests in flight at once.
 const CONCURRENCY: usize = 64;
@@ -85,7 +88,34 @@ impl Bare {
     }
 }
 
-fn stack(addrs: &[SocketAddr]) -> (Client, ServiceRegistry) {
+/// The whole `ServiceProxy` over the three servers: overall and per-attempt
+/// timeouts, retry with a budget, the service-wide breaker, a buffer, and the
+/// balancer with outlier detection.
+fn stack(addrs: &[SocketAddr]) -> Result<(Client, ServiceRegistry), BoxError> {
+    let registry = ServiceRegistry::new(LoadBalancerStrategy::RoundRobin);
+    for (index, addr) in addrs.iter().enumerate() {
+        let instance =
+            ServiceInstance::new(format!("s{index}"), addr.ip().to_string(), addr.port());
+        registry.register(instance)?;
+    }
+    let replay = HttpReplay::idempotent();
+    let retry = RetryPolicy::builder()
+        .budget(RetryBudget::default())
+        .build()?
+        .replay_with(move |request: &Request<Full<Bytes>>| replay.replay(request));
+    let proxy = ServiceProxy::builder("bench")
+        .timeout(Duration::from_secs(5))
+        .attempt_timeout(Duration::from_secs(1))
+        .classifier(StatusClassifier::gateway_errors())
+        .retry(retry)
+        .buffer(1024)
+        .build(registry.discover(MakeHttpEndpoint::new()))?;
+    Ok((proxy.into_service(), registry))
+}
+
+/// The layers alone, composed by hand: retry, the service-wide breaker, a buffer
+/// and the balancer, without the proxy's timeouts.
+fn layers(addrs: &[SocketAddr]) -> (Client, ServiceRegistry) {
     let registry = ServiceRegistry::new(LoadBalancerStrategy::RoundRobin);
     for (index, addr) in addrs.iter().enumerate() {
         let instance =
@@ -157,7 +187,9 @@ fn throughput(c: &mut Criterion) {
         uris: Arc::new(uris),
         next: Arc::new(AtomicUsize::new(0)),
     };
-    let (mesh, _registry) = runtime.block_on(async { stack(&addrs) });
+    let (mesh, _registry) = runtime
+        .block_on(async { stack(&addrs) })
+        .expect("a valid proxy");
 
     let mut group = c.benchmark_group("stack over loopback");
     group.throughput(Throughput::Elements(CONCURRENCY as u64));
@@ -185,6 +217,22 @@ fn throughput(c: &mut Criterion) {
             }
         })
     });
+    let (layered, _layered_registry) = runtime.block_on(async { layers(&addrs) });
+    group.bench_function(
+        BenchmarkId::from_parameter("tower-mesh layers, no timeouts"),
+        |b| {
+            b.to_async(&runtime).iter_custom(|iters| {
+                let layered = layered.clone();
+                async move {
+                    waves(iters, move || {
+                        let request = Request::get("http://placeholder/").body(Full::default());
+                        layered.clone().oneshot(request.expect("a valid request"))
+                    })
+                    .await
+                }
+            })
+        },
+    );
     group.finish();
 }
 
