@@ -15,8 +15,10 @@ use tower::ServiceBuilder;
 use tower_mesh_balance::{
     HealthCheck, InstanceKey, LoadBalancer, ServiceInstance, ServiceRegistry,
 };
-use tower_mesh_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitState};
-use tower_mesh_http::{http2_client, GrpcClassifier, GrpcHealthCheck, MakeHttpEndpoint};
+use tower_mesh_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
+use tower_mesh_http::{
+    http2_client, GrpcCircuitBreakerLayer, GrpcClassifier, GrpcHealthCheck, MakeHttpEndpoint,
+};
 
 /// Starts a tonic server offering only the health service, on a random port.
 async fn health_server() -> (SocketAddr, HealthReporter) {
@@ -53,7 +55,10 @@ async fn a_tonic_client_calls_through_the_breaker_and_the_balancer() {
         .unwrap();
     let breaker = CircuitBreaker::new("health", CircuitBreakerConfig::default());
     let channel = ServiceBuilder::new()
-        .layer(CircuitBreakerLayer::new(breaker.clone()).with_classifier(GrpcClassifier::default()))
+        .layer(GrpcCircuitBreakerLayer::new(
+            breaker.clone(),
+            GrpcClassifier::default(),
+        ))
         .buffer(16)
         .service(balancer);
 

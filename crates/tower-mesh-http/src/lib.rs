@@ -5,7 +5,8 @@
 //!
 //! - **classifiers** ([`StatusClassifier`], [`GrpcClassifier`]) tell the breaker,
 //!   the retry policy and outlier detection which responses are failures: `5xx`, or
-//!   only gateway errors, optionally `429`, or gRPC status codes;
+//!   only gateway errors, optionally `429`, or gRPC status codes, and
+//!   [`GrpcCircuitBreakerLayer`] judges gRPC calls by the status in their trailers;
 //! - **`Retry-After`** is parsed in both its forms ([`parse_retry_after`]) and
 //!   honoured by a retry policy through [`RetryAfter`], capped by a maximum;
 //! - **replay**: [`HttpReplay`] lets a retry resend only idempotent requests
@@ -43,6 +44,7 @@ mod body;
 mod classify;
 #[cfg(feature = "client")]
 mod client;
+mod grpc_breaker;
 mod replay;
 mod retry_after;
 
@@ -52,6 +54,9 @@ pub use classify::{is_gateway_error, GrpcClassifier, GrpcCode, StatusClassifier}
 pub use client::{
     http2_client, http_client, EndpointFuture, GrpcHealthCheck, HttpClient, HttpEndpoint,
     HttpHealthCheck, InvalidAddressError, MakeHttpEndpoint,
+};
+pub use grpc_breaker::{
+    GrpcBreakerFuture, GrpcCircuitBreaker, GrpcCircuitBreakerLayer, StatusBody,
 };
 pub use replay::{is_idempotent, HttpReplay, ReplayableBody};
 pub use retry_after::{parse_retry_after, retry_after, RetryAfter};
