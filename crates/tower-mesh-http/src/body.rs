@@ -385,8 +385,10 @@ where
                             );
                             let mut prefix = mem::take(read);
                             prefix.extend_from_slice(&chunk);
-                            let rest = body.take().expect("checked above");
-                            ReplayBody::streaming(prefix.freeze(), rest)
+                            match body.take() {
+                                Some(rest) => ReplayBody::streaming(prefix.freeze(), rest),
+                                None => ReplayBody::from(prefix.freeze()),
+                            }
                         }
                     };
                     let (Some(parts), Some(mut service)) = (parts.take(), service.take()) else {
