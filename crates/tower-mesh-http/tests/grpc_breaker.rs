@@ -53,7 +53,9 @@ fn reply(status: Status) -> Response<Reply> {
         Status::Missing => Response::new(Reply(VecDeque::from([message]))),
     };
     if let Status::InHeaders(code) = status {
-        response.headers_mut().insert("grpc-status", u16::from(code).into());
+        response
+            .headers_mut()
+            .insert("grpc-status", u16::from(code).into());
     }
     response
 }
