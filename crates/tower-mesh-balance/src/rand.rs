@@ -2,40 +2,7 @@
 
 use std::hash::{Hash, Hasher};
 
-/// SplitMix64: fast, seedable, good enough to spread load; never for secrets.
-#[derive(Debug, Clone)]
-pub(crate) struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix(self.0)
-    }
-
-    /// Uniform in `0..bound`; `bound` must not be zero.
-    pub(crate) fn below(&mut self, bound: usize) -> usize {
-        // Multiply-shift: unbiased enough for load spreading, and division free.
-        ((u128::from(self.next_u64()) * bound as u128) >> 64) as usize
-    }
-}
-
-/// The SplitMix64 finaliser: a bijection that spreads every input bit.
-pub(crate) fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// A seed that differs between runs.
-pub(crate) fn random_seed() -> u64 {
-    use std::collections::hash_map::RandomState;
-    use std::hash::BuildHasher;
-    RandomState::new().hash_one(0x5EED_u64)
-}
+pub(crate) use tower_mesh_core::random::{mix, random_seed, SplitMix64};
 
 /// Hashes a value the same way in every process, so consistent hashing places keys
 /// identically on every client.
@@ -84,17 +51,6 @@ impl StableHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn below_stays_in_range_and_covers_it() {
-        let mut rng = SplitMix64::new(7);
-        let mut seen = [false; 5];
-        for _ in 0..1_000 {
-            let value = rng.below(5);
-            seen[value] = true;
-        }
-        assert!(seen.iter().all(|&s| s));
-    }
 
     #[test]
     fn stable_hash_separates_close_strings() {

@@ -44,6 +44,12 @@ impl SplitMix64 {
     pub fn next_unit(&mut self) -> f64 {
         unit(self.next_u64())
     }
+
+    /// Uniform in `0..bound`, by multiply-shift (no division); `0` when `bound`
+    /// is `0`.
+    pub fn below(&mut self, bound: usize) -> usize {
+        ((u128::from(self.next_u64()) * bound as u128) >> 64) as usize
+    }
 }
 
 /// The increment of SplitMix64's state: 2^64 divided by the golden ratio.
@@ -80,6 +86,17 @@ mod tests {
             (24_000..26_000).contains(&below_a_quarter),
             "{below_a_quarter}"
         );
+    }
+
+    #[test]
+    fn below_stays_in_range_and_covers_it() {
+        let mut rng = SplitMix64::new(7);
+        let mut seen = [false; 5];
+        for _ in 0..1_000 {
+            seen[rng.below(5)] = true;
+        }
+        assert!(seen.iter().all(|&seen| seen));
+        assert_eq!(rng.below(0), 0);
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tower_mesh_core::random;
+
 /// How the delay before each retry grows.
 ///
 /// Retries are numbered from 1. Every delay is then capped at the policy's
@@ -198,14 +200,12 @@ pub(crate) fn from_nanos_capped(nanos: f64, cap: Duration) -> Duration {
 /// secrecy.
 pub(crate) fn unit(seed: u64, retry: u32) -> f64 {
     let state = seed ^ u64::from(retry).wrapping_mul(0xD6E8_FEB8_6659_FD93);
-    (split_mix(state) >> 11) as f64 / (1u64 << 53) as f64
+    random::unit(split_mix(state))
 }
 
+/// One SplitMix64 step from `state`, as a pure function.
 fn split_mix(state: u64) -> u64 {
-    let mut z = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    random::mix(state.wrapping_add(random::GOLDEN_GAMMA))
 }
 
 /// A seed that differs between policies and between runs.
