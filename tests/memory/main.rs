@@ -236,6 +236,10 @@ fn one_breaker_costs_well_under_a_kilobyte_and_a_half() -> Vec<CircuitBreaker> {
 }
 
 fn main() {
+    if !cfg!(target_os = "linux") {
+        println!("memory: skipped, resident memory is read from /proc on Linux only");
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
