@@ -57,3 +57,17 @@ impl fmt::Display for NoHealthyInstanceError {
 }
 
 impl std::error::Error for NoHealthyInstanceError {}
+
+/// A [`SharedBalancer`](crate::SharedBalancer) cannot be used any more: an
+/// earlier call panicked while it held the balancer, so its state cannot be
+/// trusted. Every later call fails with this error; build a new balancer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BalancerPanickedError;
+
+impl fmt::Display for BalancerPanickedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the shared balancer is unusable: an earlier call panicked while holding it")
+    }
+}
+
+impl std::error::Error for BalancerPanickedError {}

@@ -70,6 +70,7 @@ mod error;
 mod instance;
 mod rand;
 mod registry;
+mod shared;
 mod strategy;
 
 pub use balancer::{
@@ -79,9 +80,10 @@ pub use balancer::{
 pub use check::{
     ActiveHealthCheck, ActiveHealthCheckBuilder, CheckFuture, HealthCheck, TcpConnectCheck,
 };
-pub use error::NoHealthyInstanceError;
+pub use error::{BalancerPanickedError, NoHealthyInstanceError};
 pub use instance::{InstanceKey, ServiceInstance};
 pub use registry::{MakeEndpoint, RegistryDiscover, ServiceRegistry};
+pub use shared::{SharedBalancer, SharedFuture};
 pub use strategy::{EndpointView, LoadBalancerStrategy, SelectEndpoint};
 
 /// The error type of [`LoadBalancer`]; re-exported from `tower-mesh-core`.
