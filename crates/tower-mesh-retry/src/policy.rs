@@ -232,6 +232,33 @@ impl<C, R, K> RetryPolicy<C, R, K> {
         }
     }
 
+    /// Starts no retry later than `deadline` after the first attempt began, or
+    /// than the policy's own deadline if that is earlier. A layer that bounds the
+    /// whole call (an overall timeout) caps its policy's deadline with it, so that
+    /// no backoff outlasts the call.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_mesh_retry::RetryPolicy;
+    ///
+    /// let policy = RetryPolicy::builder().deadline(Duration::from_secs(3)).build()?;
+    /// assert_eq!(policy.clone().cap_deadline(Duration::from_secs(1)).deadline(), Some(Duration::from_secs(1)));
+    /// assert_eq!(policy.cap_deadline(Duration::from_secs(5)).deadline(), Some(Duration::from_secs(3)));
+    /// # Ok::<(), tower_mesh_core::ConfigError>(())
+    /// ```
+    pub fn cap_deadline(mut self, deadline: Duration) -> Self {
+        let capped = match self.settings.deadline {
+            Some(own) if own <= deadline => return self,
+            _ => deadline,
+        };
+        let settings = Settings {
+            deadline: Some(capped),
+            ..*self.settings
+        };
+        self.settings = crate::settings::intern(settings);
+        self
+    }
+
     /// The name used in logs and metrics.
     pub fn name(&self) -> &'static str {
         self.settings.name
