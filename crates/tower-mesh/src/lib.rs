@@ -79,8 +79,9 @@ mod proxy;
 pub use ext::ServiceBuilderExt;
 #[cfg(all(feature = "retry", feature = "balance"))]
 pub use proxy::{
-    BalancerHealth, EndpointHealth, HealthChange, HealthEvent, NoHealthCheck, ProxyHealthCheck,
-    ProxyStats, ServiceProxy, ServiceProxyBuilder, WithHealthCheck,
+    BalancerHealth, EndpointHealth, HealthChange, HealthEvent, NoHealthCheck, ProxyFuture,
+    ProxyHealthCheck, ProxyStats, ServiceProxy, ServiceProxyBuilder, WatchedBalancer,
+    WithHealthCheck,
 };
 
 /// Outcome classification and the errors every layer shares (`tower-mesh-core`).
@@ -146,7 +147,7 @@ pub mod prelude {
     #[cfg(feature = "balance")]
     pub use tower_mesh_balance::{
         ActiveHealthCheck, InstanceKey, LoadBalancer, LoadBalancerStrategy, NoHealthyInstanceError,
-        ServiceInstance, ServiceRegistry,
+        ServiceInstance, ServiceRegistry, SharedBalancer,
     };
 
     #[cfg(all(feature = "retry", feature = "balance"))]

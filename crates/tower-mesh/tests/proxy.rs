@@ -177,6 +177,95 @@ async fn the_overall_timeout_bounds_every_retry() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_backoff_that_would_outlast_the_overall_timeout_is_not_waited_for() {
+    let inner_calls = calls();
+    let seen = inner_calls.clone();
+    let refusing = service_fn(move |_: ()| {
+        seen.fetch_add(1, Ordering::Relaxed);
+        async { Err::<(), BoxError>("connection refused".into()) }
+    });
+    let policy = RetryPolicy::builder()
+        .backoff(Backoff::constant(Duration::from_secs(10)))
+        .jitter(0.0)
+        .build()
+        .unwrap();
+    let proxy = ServiceProxy::builder("search")
+        .timeout(Duration::from_secs(2))
+        .retry(policy)
+        .without_circuit_breaker()
+        .build_client(refusing)
+        .unwrap();
+
+    let started = Instant::now();
+    let error = proxy.call(()).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "connection refused",
+        "the attempt's own error"
+    );
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "no wait for a retry past the timeout"
+    );
+    assert_eq!(count(&inner_calls), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_sent_in_the_first_poll_is_bounded_by_the_overall_timeout() {
+    let inner_calls = calls();
+    let seen = inner_calls.clone();
+    let refusing_then_hanging = service_fn(move |_: ()| {
+        let first = seen.fetch_add(1, Ordering::Relaxed) == 0;
+        async move {
+            if first {
+                return Err::<(), BoxError>("connection refused".into());
+            }
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+    });
+    let policy = RetryPolicy::builder()
+        .backoff(Backoff::constant(Duration::ZERO))
+        .jitter(0.0)
+        .build()
+        .unwrap();
+    // The per-attempt timeout defaults to the overall one.
+    let proxy = ServiceProxy::builder("search")
+        .timeout(Duration::from_secs(1))
+        .retry(policy)
+        .without_circuit_breaker()
+        .build_client(refusing_then_hanging)
+        .unwrap();
+
+    let started = Instant::now();
+    let error = proxy.call(()).await.unwrap_err();
+    assert!(error.is::<tower::timeout::error::Elapsed>(), "{error}");
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    // The refused attempt, its retry at once (in the call's first poll), and a
+    // last retry when that one timed out, at the very end of the call.
+    assert_eq!(count(&inner_calls), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_attempt_that_never_answers_ends_at_the_overall_timeout() {
+    let hanging = service_fn(|_: ()| async {
+        std::future::pending::<()>().await;
+        Ok::<_, BoxError>(())
+    });
+    let proxy = ServiceProxy::builder("search")
+        .timeout(Duration::from_millis(300))
+        .without_retries()
+        .build_client(hanging)
+        .unwrap();
+
+    let started = Instant::now();
+    let error = proxy.call(()).await.unwrap_err();
+    assert!(error.is::<tower::timeout::error::Elapsed>(), "{error}");
+    assert_eq!(started.elapsed(), Duration::from_millis(300));
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_attempt_timeout_is_retried_within_the_overall_timeout() {
     let inner_calls = calls();
     let seen = inner_calls.clone();
@@ -377,7 +466,6 @@ async fn the_builder_names_the_setting_it_rejects() {
     assert_eq!(field_of(attempt), "attempt_timeout");
     let longer = builder().timeout(second).attempt_timeout(second * 2);
     assert_eq!(field_of(longer.build_client(echo())), "attempt_timeout");
-    assert_eq!(field_of(builder().buffer(0).build_client(echo())), "buffer");
 
     let discover = registry(&["a"]).discover(|_: &ServiceInstance| echo());
     let ejection = builder().max_ejection_percent(101).build(discover);
@@ -385,8 +473,12 @@ async fn the_builder_names_the_setting_it_rejects() {
 }
 
 #[test]
-fn building_over_discovery_outside_a_runtime_is_an_error_not_a_panic() {
+fn a_proxy_built_outside_a_runtime_serves_calls_made_inside_one() {
     let discover = registry(&["a"]).discover(|_: &ServiceInstance| echo());
-    let result = ServiceProxy::builder("no-runtime").build(discover);
-    assert_eq!(field_of(result), "runtime");
+    let proxy = ServiceProxy::builder("no-runtime").build(discover).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    assert_eq!(runtime.block_on(proxy.call(7)).unwrap(), 7);
 }

@@ -5,14 +5,13 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tower::buffer::Buffer;
 use tower::discover::Discover;
 use tower::layer::util::{Identity, Stack};
-use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
 use tower_layer::Layer;
 use tower_mesh_balance::{
     ActiveHealthCheck, HealthCheck, LoadBalancer, LoadBalancerBuilder, LoadBalancerStrategy,
+    SharedBalancer,
 };
 use tower_mesh_breaker::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, SlidingWindow,
@@ -24,12 +23,9 @@ use tower_mesh_retry::{
 use tower_service::Service;
 
 use super::count::CountLayer;
-use super::health::Watched;
+use super::health::WatchedBalancer;
+use super::timeout::CallTimeoutLayer;
 use super::{Counters, ServiceProxy};
-
-/// The future a proxy's balancer returns for one attempt.
-type BalancedFuture<D, Req, C> =
-    tower_mesh_balance::ResponseFuture<<<D as Discover>::Service as Service<Req>>::Future, C>;
 
 /// The response of a discovered endpoint.
 type EndpointResponse<D, Req> = <<D as Discover>::Service as Service<Req>>::Response;
@@ -61,7 +57,6 @@ type EndpointError<D, Req> = <<D as Discover>::Service as Service<Req>>::Error;
 /// | [`outlier_detection`](Self::outlier_detection) | an instance is ejected after 5 failures in a row, for 10 s, doubling to 5 min while it keeps failing |
 /// | [`max_ejection_percent`](Self::max_ejection_percent) | 50 |
 /// | [`active_health_check`](Self::active_health_check) | none |
-/// | [`buffer`](Self::buffer) | 1,024 requests waiting for the balancer |
 pub struct ServiceProxyBuilder<
     C = ErrorsAsFailures,
     R = AnyFailure,
@@ -83,7 +78,6 @@ struct Common<C, R, P> {
     retry: Result<RetryPolicy<ErrorsAsFailures, R, P>, ConfigError>,
     breaker: BreakerChoice,
     classifier: C,
-    buffer: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -170,7 +164,6 @@ impl ServiceProxyBuilder {
             attempt_timeout: None,
             breaker: BreakerChoice::Default,
             classifier: ErrorsAsFailures,
-            buffer: 1_024,
         };
         let balance = Balance {
             strategy: LoadBalancerStrategy::RoundRobin,
@@ -252,7 +245,6 @@ impl<C, R, P, L, H> ServiceProxyBuilder<C, R, P, L, H> {
             retry: Ok(policy.with_classifier(ErrorsAsFailures)),
             breaker: self.common.breaker,
             classifier: self.common.classifier,
-            buffer: self.common.buffer,
         };
         ServiceProxyBuilder {
             common,
@@ -300,7 +292,6 @@ impl<C, R, P, L, H> ServiceProxyBuilder<C, R, P, L, H> {
             retry: self.common.retry,
             breaker: self.common.breaker,
             classifier,
-            buffer: self.common.buffer,
         };
         ServiceProxyBuilder {
             common,
@@ -319,13 +310,6 @@ impl<C, R, P, L, H> ServiceProxyBuilder<C, R, P, L, H> {
             checks: self.checks,
             layer: Stack::new(layer, self.layer),
         }
-    }
-
-    /// How many requests may wait for the balancer's task (default 1,024); more
-    /// wait in `poll_ready`.
-    pub fn buffer(mut self, capacity: usize) -> Self {
-        self.common.buffer = capacity;
-        self
     }
 
     /// The balancer's strategy (default round robin).
@@ -401,17 +385,17 @@ impl<C, R, P, L, H> ServiceProxyBuilder<C, R, P, L, H> {
     /// [`ServiceRegistry::discover`](tower_mesh_balance::ServiceRegistry::discover)
     /// with an endpoint maker, a `tower_mesh::discover` source, or your own.
     ///
-    /// Must be called inside a tokio runtime: the balancer runs on a task of its
-    /// own (behind the `Buffer`), spawned here.
+    /// The balancer is shared by every clone of the proxy through a
+    /// [`SharedBalancer`]: no task of its own, so the proxy can be built outside a
+    /// runtime (its calls run inside one).
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] naming the first setting out of range: `name` when it is
     /// empty, `timeout` or `attempt_timeout` when zero, `attempt_timeout` when
-    /// longer than the overall timeout, `buffer` when zero, the retry policy's
-    /// and breakers' own settings, the balancer's (`max_ejection_percent`,
-    /// `panic_threshold`, `wait_for_instance`), or `runtime` outside a tokio
-    /// runtime.
+    /// longer than the overall timeout, the retry policy's and breakers' own
+    /// settings, or the balancer's (`max_ejection_percent`, `panic_threshold`,
+    /// `wait_for_instance`).
     #[allow(clippy::type_complexity)]
     pub fn build<D, Req>(
         self,
@@ -435,23 +419,20 @@ impl<C, R, P, L, H> ServiceProxyBuilder<C, R, P, L, H> {
         R: Retryable<EndpointResponse<D, Req>, BoxError> + Clone + Send + Sync + 'static,
         P: ReplayRequest<Req> + Clone + Send + Sync + 'static,
         H: ProxyHealthCheck<D::Key>,
-        L: Layer<Buffer<Req, BalancedFuture<D, Req, C>>>,
+        L: Layer<SharedBalancer<WatchedBalancer<D, Req, C>>>,
         L::Service:
             Service<Req, Response = EndpointResponse<D, Req>> + Clone + Send + Sync + 'static,
         <L::Service as Service<Req>>::Error: Into<BoxError>,
         <L::Service as Service<Req>>::Future: Send + 'static,
     {
         self.common.validate()?;
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| ConfigError::new("runtime", "build the proxy inside a tokio runtime"))?;
         let balancer = self
             .balance
             .builder(discover, self.common.classifier.clone())?;
         let balancer = self.checks.apply(balancer).build()?;
-        let (watched, health) = Watched::new(balancer);
-        let (buffer, worker) = Buffer::pair(watched, self.common.buffer);
-        runtime.spawn(worker);
-        self.common.finish(self.layer.layer(buffer), Some(health))
+        let (watched, health) = WatchedBalancer::new(balancer);
+        let shared = SharedBalancer::new(watched);
+        self.common.finish(self.layer.layer(shared), Some(health))
     }
 }
 
@@ -462,12 +443,13 @@ impl<C, R, P, L> ServiceProxyBuilder<C, R, P, L, NoHealthCheck> {
     /// apply.
     ///
     /// `client` must be `Clone`, as every retry layer needs; wrap a client that
-    /// is not in [`tower::buffer::Buffer`].
+    /// is not in a [`SharedBalancer`] (when its `poll_ready` and `call` are quick)
+    /// or in [`tower::buffer::Buffer`].
     ///
     /// # Errors
     ///
-    /// As for [`build`](Self::build), except the balancer's settings and the
-    /// runtime, which are not checked.
+    /// As for [`build`](Self::build), except the balancer's settings, which are
+    /// not checked.
     pub fn build_client<S, Req>(
         self,
         client: S,
@@ -543,7 +525,6 @@ impl<C, R, P> Common<C, R, P> {
                     self.timeout
                 ),
             )),
-            _ if self.buffer == 0 => Err(ConfigError::new("buffer", "must be at least 1")),
             _ => Ok(()),
         }
     }
@@ -577,25 +558,30 @@ impl<C, R, P> Common<C, R, P> {
         P: ReplayRequest<Req> + Clone + Send + Sync + 'static,
     {
         let breaker = self.breaker()?;
-        let policy = self.retry?.with_classifier(self.classifier.clone());
+        // No backoff may end past the overall timeout, which arms its timer late
+        // (see `CallTimeout`).
+        let policy = self
+            .retry?
+            .with_classifier(self.classifier.clone())
+            .cap_deadline(self.timeout);
         let budget = policy.budget().cloned();
-        let counters = Arc::new(Counters::default());
+        // Kept for the rest of the program, as the breaker is: 16 bytes a proxy.
+        let counters: &'static Counters = Box::leak(Box::default());
         let breaker_layer = breaker
             .clone()
             .map(|breaker| CircuitBreakerLayer::new(breaker).with_classifier(self.classifier));
         let attempt_timeout = self.attempt_timeout.unwrap_or(self.timeout);
 
         let stack = ServiceBuilder::new()
-            .layer(CountLayer::new(counters.requests.clone()))
-            .timeout(self.timeout)
+            .layer(CountLayer::new(&counters.requests))
+            .layer(CallTimeoutLayer::new(self.timeout))
             .layer(RetryLayer::new(policy))
-            .layer(CountLayer::new(counters.attempts.clone()))
+            .layer(CountLayer::new(&counters.attempts))
             .option_layer(breaker_layer)
             .timeout(attempt_timeout)
             .service(inner);
-        let service = BoxCloneSyncService::new(stack);
-        Ok(ServiceProxy::from_parts(
-            self.name, service, breaker, budget, health, counters,
+        Ok(ServiceProxy::new(
+            self.name, stack, breaker, budget, health, counters,
         ))
     }
 }
@@ -611,7 +597,6 @@ where
             .field("attempt_timeout", &self.common.attempt_timeout)
             .field("breaker", &self.common.breaker)
             .field("classifier", &self.common.classifier)
-            .field("buffer", &self.common.buffer)
             .field("balance", &self.balance)
             .finish_non_exhaustive()
     }

@@ -1,20 +1,20 @@
 //! A layer that counts the calls passing through it, for [`ProxyStats`](super::ProxyStats).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower_layer::Layer;
 use tower_service::Service;
 
-/// Counts every call made through the services it makes.
+/// Counts every call made through the services it makes, on a counter that
+/// lives as long as the program, so that clones count no references.
 #[derive(Debug, Clone)]
 pub(crate) struct CountLayer {
-    counter: Arc<AtomicU64>,
+    counter: &'static AtomicU64,
 }
 
 impl CountLayer {
-    pub(crate) fn new(counter: Arc<AtomicU64>) -> Self {
+    pub(crate) fn new(counter: &'static AtomicU64) -> Self {
         CountLayer { counter }
     }
 }
@@ -25,7 +25,7 @@ impl<S> Layer<S> for CountLayer {
     fn layer(&self, inner: S) -> Count<S> {
         Count {
             inner,
-            counter: self.counter.clone(),
+            counter: self.counter,
         }
     }
 }
@@ -34,7 +34,7 @@ impl<S> Layer<S> for CountLayer {
 #[derive(Debug, Clone)]
 pub(crate) struct Count<S> {
     inner: S,
-    counter: Arc<AtomicU64>,
+    counter: &'static AtomicU64,
 }
 
 impl<S, Req> Service<Req> for Count<S>

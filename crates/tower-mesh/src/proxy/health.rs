@@ -1,11 +1,10 @@
 //! [`BalancerHealth`]: what a proxy's balancer knows of its endpoints, readable
-//! from outside the task that owns the balancer.
+//! without taking the balancer's lock.
 //!
-//! The balancer lives behind a `Buffer`, on a task of its own, so its
-//! [`status`](LoadBalancer::status) cannot be asked from the caller's side. The
-//! [`Watched`] wrapper samples every endpoint's status after the balancer's
-//! `poll_ready` (at most once per [`SAMPLE_EVERY`]), keeps the latest snapshot and
-//! records each change as a timestamped [`HealthEvent`].
+//! The [`WatchedBalancer`] wrapper samples every endpoint's
+//! [`status`](LoadBalancer::status) after the balancer's `poll_ready` (at most
+//! once per [`SAMPLE_EVERY`]), keeps the latest snapshot and records each change
+//! as a timestamped [`HealthEvent`], so that reading health never delays a call.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -87,7 +86,7 @@ pub struct HealthEvent {
 /// The health of a proxy's endpoints, for reports and dashboards; see
 /// [`ServiceProxy::health`](crate::ServiceProxy::health).
 ///
-/// Snapshots are taken by the balancer's task after its `poll_ready`, at most
+/// Snapshots are taken by the calls, after the balancer's `poll_ready`, at most
 /// every few milliseconds while calls flow, so they trail the balancer slightly
 /// and stop changing when no call is made. Events are kept in order, up to the
 /// last 4,096.
@@ -294,15 +293,17 @@ fn flag_changes(old: &Flags, new: &Flags) -> Vec<HealthChange> {
 // ===== Watched =====
 
 /// A [`LoadBalancer`] that publishes its endpoints' health to a
-/// [`BalancerHealth`] after `poll_ready`.
-pub(crate) struct Watched<D: Discover, Req, C> {
+/// [`BalancerHealth`] after `poll_ready`: the balancer inside every
+/// [`ServiceProxy`](crate::ServiceProxy) built over discovery, named here so that
+/// a proxy's own layers can be given one to wrap.
+pub struct WatchedBalancer<D: Discover, Req, C> {
     balancer: LoadBalancer<D, Req, C>,
     health: BalancerHealth,
     keyed: Arc<KeyedControl<D::Key>>,
     next_sample: Instant,
 }
 
-impl<D, Req, C> Watched<D, Req, C>
+impl<D, Req, C> WatchedBalancer<D, Req, C>
 where
     D: Discover,
     D::Key: Hash + Clone + fmt::Debug + Send + Sync + 'static,
@@ -320,7 +321,7 @@ where
         let health = BalancerHealth {
             shared: Arc::new(shared),
         };
-        let watched = Watched {
+        let watched = WatchedBalancer {
             balancer,
             health: health.clone(),
             keyed,
@@ -351,7 +352,7 @@ where
     }
 }
 
-/// Lets [`Shared`] own the control that [`Watched`] also updates.
+/// Lets [`Shared`] own the control that [`WatchedBalancer`] also updates.
 struct SharedMark<K>(Arc<KeyedControl<K>>);
 
 impl<K: Clone + Send + Sync> Mark for SharedMark<K> {
@@ -360,7 +361,7 @@ impl<K: Clone + Send + Sync> Mark for SharedMark<K> {
     }
 }
 
-impl<D, Req, C> Service<Req> for Watched<D, Req, C>
+impl<D, Req, C> Service<Req> for WatchedBalancer<D, Req, C>
 where
     D: Discover,
     D::Key: Hash + Clone + fmt::Debug + Send + Sync + 'static,
@@ -382,12 +383,12 @@ where
     }
 }
 
-impl<D: Discover, Req, C: fmt::Debug> fmt::Debug for Watched<D, Req, C>
+impl<D: Discover, Req, C: fmt::Debug> fmt::Debug for WatchedBalancer<D, Req, C>
 where
     D::Key: Hash + Clone,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Watched")
+        f.debug_struct("WatchedBalancer")
             .field("balancer", &self.balancer)
             .finish_non_exhaustive()
     }

@@ -4,12 +4,14 @@
 mod builder;
 mod count;
 mod health;
+mod timeout;
 
 pub use builder::{NoHealthCheck, ProxyHealthCheck, ServiceProxyBuilder, WithHealthCheck};
-pub use health::{BalancerHealth, EndpointHealth, HealthChange, HealthEvent};
+pub use health::{BalancerHealth, EndpointHealth, HealthChange, HealthEvent, WatchedBalancer};
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -36,7 +38,7 @@ use tower_service::Service;
 ///  3. CircuitBreaker          one breaker for the whole service
 ///  4. Timeout (per attempt)   bounds one attempt, so a hung instance is retried
 ///  5. your layer              runs once per attempt
-///  6. Buffer                  shares the one balancer between every clone
+///  6. SharedBalancer          shares the one balancer between every clone
 ///  7. LoadBalancer            picks an instance; each has its own breaker
 ///     └ endpoints             made by your endpoint maker from discovery
 /// ```
@@ -44,7 +46,11 @@ use tower_service::Service;
 /// Why this order:
 ///
 /// - **The overall timeout is outermost**, so it bounds what the caller waits
-///   for: every attempt and every backoff delay. A retry cannot outlive it.
+///   for: every attempt and every backoff delay. A retry cannot outlive it: the
+///   retry policy's deadline is capped at it, so no retry starts that would end
+///   past it. Its timer is armed only for calls that outlive their first poll's
+///   attempt, which the per-attempt timeout already bounds; a call answered on
+///   its first attempt registers one timer, not two.
 /// - **Retry is outside the breaker.** An open breaker fails an attempt with
 ///   [`CircuitOpenError`](tower_mesh_breaker::CircuitOpenError), which the retry
 ///   policy never retries: when the service as a whole is down, calls fail at
@@ -53,9 +59,11 @@ use tower_service::Service;
 ///   failures: a service that hangs opens it like one that refuses.
 /// - **The per-attempt timeout is inside retry**, so one slow attempt is cut
 ///   short and retried, on another instance, within the overall timeout.
-/// - **`Buffer` sits in front of the balancer**, because the balancer is one
-///   stateful service (it is not `Clone`): the buffer's task owns it and every
-///   clone of the proxy sends it requests through a channel.
+/// - **[`SharedBalancer`](tower_mesh_balance::SharedBalancer) sits in front of
+///   the balancer**, because the balancer is one stateful service (it is not
+///   `Clone`): every clone of the proxy takes a short lock to pick an endpoint,
+///   on its own task, and awaits the response outside the lock. No task, channel
+///   or allocation stands between a call and its endpoint.
 /// - **Per-instance breakers live inside the balancer** (outlier detection): one
 ///   failing instance is ejected while the good ones keep their traffic, which a
 ///   single service-wide breaker could not do. The service-wide breaker only
@@ -69,7 +77,6 @@ use tower_service::Service;
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower::buffer::Buffer;
 /// use tower::{service_fn, ServiceBuilder, ServiceExt};
 /// use tower_mesh::prelude::*;
 ///
@@ -85,8 +92,8 @@ use tower_service::Service;
 /// let balancer = LoadBalancer::builder(discover)
 ///     .outlier_detection(CircuitBreakerConfig::builder().failure_threshold(5).build()?)
 ///     .build()?;
-/// // 6: shared by every clone through a buffer.
-/// let balancer = Buffer::new(balancer, 1024);
+/// // 6: shared by every clone.
+/// let balancer = SharedBalancer::new(balancer);
 /// // 1 to 4 around it.
 /// let breaker = CircuitBreaker::new("inventory", CircuitBreakerConfig::default()).leak();
 /// let policy = RetryPolicy::builder().max_retries(2).budget(RetryBudget::default()).build()?;
@@ -104,9 +111,9 @@ use tower_service::Service;
 ///
 /// # Clone
 ///
-/// Clones are cheap (the stack's handles: a few reference counts) and share
-/// everything: the breaker, the retry budget, the balancer and the counts. Clone
-/// the proxy into every task that calls the service.
+/// Clones are cheap (one reference count) and share everything: the breaker, the
+/// retry budget, the balancer and the counts. [`call`](ServiceProxy::call) takes
+/// `&self`, so one proxy can also be shared by reference.
 ///
 /// # Errors
 ///
@@ -124,19 +131,29 @@ use tower_service::Service;
 /// A failed response that is not an error (an HTTP `503` that the classifier
 /// counts as a failure) is returned as `Ok` once no retry is left.
 pub struct ServiceProxy<Req, Res> {
+    parts: Arc<Parts<Req, Res>>,
+}
+
+/// The future of one call through a [`ServiceProxy`].
+pub type ProxyFuture<Res> = Pin<Box<dyn Future<Output = Result<Res, BoxError>> + Send + 'static>>;
+
+/// Sends one request through a clone of the stack.
+type SendFn<Req, Res> = Box<dyn Fn(Req) -> ProxyFuture<Res> + Send + Sync>;
+
+struct Parts<Req, Res> {
     name: Arc<str>,
-    service: BoxCloneSyncService<Req, Res, BoxError>,
+    send: SendFn<Req, Res>,
     breaker: Option<CircuitBreaker>,
     budget: Option<RetryBudget>,
     health: Option<BalancerHealth>,
-    counters: Arc<Counters>,
+    counters: &'static Counters,
 }
 
 /// The calls and attempts counted by a proxy's layers.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) requests: Arc<AtomicU64>,
-    pub(crate) attempts: Arc<AtomicU64>,
+    pub(crate) requests: AtomicU64,
+    pub(crate) attempts: AtomicU64,
 }
 
 /// What a [`ServiceProxy`] has sent so far; see [`ServiceProxy::stats`].
@@ -160,33 +177,47 @@ impl ServiceProxy<(), ()> {
 }
 
 impl<Req, Res> ServiceProxy<Req, Res> {
-    pub(crate) fn from_parts(
+    /// The proxy over `stack`, the layers built by the builder.
+    pub(crate) fn new<S>(
         name: Arc<str>,
-        service: BoxCloneSyncService<Req, Res, BoxError>,
+        stack: S,
         breaker: Option<CircuitBreaker>,
         budget: Option<RetryBudget>,
         health: Option<BalancerHealth>,
-        counters: Arc<Counters>,
-    ) -> Self {
-        ServiceProxy {
+        counters: &'static Counters,
+    ) -> Self
+    where
+        S: Service<Req, Response = Res, Error = BoxError> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+        Req: Send + 'static,
+    {
+        let send = move |request: Req| -> ProxyFuture<Res> {
+            let mut stack = stack.clone();
+            Box::pin(async move { stack.ready().await?.call(request).await })
+        };
+        let parts = Parts {
             name,
-            service,
+            send: Box::new(send),
             breaker,
             budget,
             health,
             counters,
+        };
+        ServiceProxy {
+            parts: Arc::new(parts),
         }
     }
 
     /// The name given to [`builder`](ServiceProxy::builder).
     pub fn name(&self) -> &str {
-        &self.name
+        &self.parts.name
     }
 
     /// Sends `request` through the whole stack and waits for its response.
     ///
     /// Each call uses a clone of the stack, so any number of calls can be in
-    /// flight from one proxy; the returned future does not borrow it.
+    /// flight from one proxy; the returned future does not borrow it, and its one
+    /// allocation holds the whole call.
     ///
     /// # Errors
     ///
@@ -197,36 +228,32 @@ impl<Req, Res> ServiceProxy<Req, Res> {
     /// Dropping the future cancels the attempt in flight or the backoff delay; no
     /// further attempt is sent, and the breakers record nothing for the dropped
     /// attempt.
-    pub fn call(&self, request: Req) -> impl Future<Output = Result<Res, BoxError>> + Send + 'static
-    where
-        Req: Send + 'static,
-        Res: 'static,
-    {
-        self.service.clone().oneshot(request)
+    pub fn call(&self, request: Req) -> ProxyFuture<Res> {
+        (self.parts.send)(request)
     }
 
     /// The service-wide breaker, to read its state or add
     /// [`on_state_change`](CircuitBreaker::on_state_change) listeners; `None` when
     /// the proxy was built without one.
     pub fn breaker(&self) -> Option<&CircuitBreaker> {
-        self.breaker.as_ref()
+        self.parts.breaker.as_ref()
     }
 
     /// The retry policy's budget, when it has one.
     pub fn retry_budget(&self) -> Option<&RetryBudget> {
-        self.budget.as_ref()
+        self.parts.budget.as_ref()
     }
 
     /// The balancer's endpoints and their health changes; `None` for a proxy over
     /// a single client.
     pub fn health(&self) -> Option<&BalancerHealth> {
-        self.health.as_ref()
+        self.parts.health.as_ref()
     }
 
     /// The calls, attempts and retries sent so far.
     pub fn stats(&self) -> ProxyStats {
-        let requests = self.counters.requests.load(Ordering::Relaxed);
-        let attempts = self.counters.attempts.load(Ordering::Relaxed);
+        let requests = self.parts.counters.requests.load(Ordering::Relaxed);
+        let attempts = self.parts.counters.attempts.load(Ordering::Relaxed);
         ProxyStats {
             requests,
             attempts,
@@ -234,22 +261,21 @@ impl<Req, Res> ServiceProxy<Req, Res> {
         }
     }
 
-    /// The stack as a boxed tower service, for code that takes any service.
-    /// The proxy itself is a `Service` too.
-    pub fn into_service(self) -> BoxCloneSyncService<Req, Res, BoxError> {
-        self.service
+    /// The proxy as a boxed tower service, for code that names one service type
+    /// for any stack. The proxy itself is a `Service` too.
+    pub fn into_service(self) -> BoxCloneSyncService<Req, Res, BoxError>
+    where
+        Req: 'static,
+        Res: 'static,
+    {
+        BoxCloneSyncService::new(self)
     }
 }
 
 impl<Req, Res> Clone for ServiceProxy<Req, Res> {
     fn clone(&self) -> Self {
         ServiceProxy {
-            name: self.name.clone(),
-            service: self.service.clone(),
-            breaker: self.breaker.clone(),
-            budget: self.budget.clone(),
-            health: self.health.clone(),
-            counters: self.counters.clone(),
+            parts: self.parts.clone(),
         }
     }
 }
@@ -257,25 +283,25 @@ impl<Req, Res> Clone for ServiceProxy<Req, Res> {
 impl<Req, Res> Service<Req> for ServiceProxy<Req, Res> {
     type Response = Res;
     type Error = BoxError;
-    type Future = <BoxCloneSyncService<Req, Res, BoxError> as Service<Req>>::Future;
+    type Future = ProxyFuture<Res>;
 
-    /// The stack's readiness: `Pending` while the balancer's buffer is full, an
-    /// error only when the balancer's task has ended.
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.service.poll_ready(cx)
+    /// Always ready: each call's future waits for the stack's readiness (your
+    /// layers', and the balancer's while every endpoint is busy).
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        self.service.call(request)
+        ServiceProxy::call(self, request)
     }
 }
 
 impl<Req, Res> fmt::Debug for ServiceProxy<Req, Res> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServiceProxy")
-            .field("name", &self.name)
-            .field("breaker", &self.breaker)
-            .field("budget", &self.budget)
+            .field("name", &self.parts.name)
+            .field("breaker", &self.parts.breaker)
+            .field("budget", &self.parts.budget)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
