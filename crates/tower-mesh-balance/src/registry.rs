@@ -410,7 +410,12 @@ impl<M: MakeEndpoint + Unpin> Stream for RegistryDiscover<M> {
                 Some(event) => event,
                 None if this.registry.strong_count() == 0 => return Poll::Ready(None),
                 None => {
-                    queue.waker = Some(cx.waker().clone());
+                    // A balancer polls its discovery on every call, usually with
+                    // the same waker: keep it rather than trade it for a clone.
+                    let known = queue.waker.as_ref();
+                    if !known.is_some_and(|waker| waker.will_wake(cx.waker())) {
+                        queue.waker = Some(cx.waker().clone());
+                    }
                     return Poll::Pending;
                 }
             }
