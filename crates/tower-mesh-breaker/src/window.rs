@@ -125,6 +125,11 @@ impl CountWindow {
         let index = self.cursor.fetch_add(1, Ordering::Relaxed) % self.slots.len() as u64;
         let replaced = self.slots[index as usize].swap(code, Ordering::AcqRel);
         let delta = packed(code).wrapping_sub(packed(replaced));
+        if delta == 0 {
+            // The same outcome replaced: the totals stand, and leaving them
+            // unwritten spares every core a contended write.
+            return self.counts();
+        }
         let before = self.totals.fetch_add(delta, Ordering::AcqRel);
         self.unpack(before.wrapping_add(delta))
             .unwrap_or_else(|| self.counts())
