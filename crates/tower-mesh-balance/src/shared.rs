@@ -164,9 +164,11 @@ where
             Attempt::Called(future) => State::Called { future },
             Attempt::Failed(error) => State::Failed { error: Some(error) },
             Attempt::NotReady(request) => State::Waiting {
-                shared: self.shared.clone(),
-                request: Some(request),
-                notified: None,
+                waiting: Box::pin(Waiting {
+                    shared: self.shared.clone(),
+                    request: Some(request),
+                    notified: None,
+                }),
             },
         };
         SharedFuture { state }
@@ -199,15 +201,23 @@ pin_project! {
             #[pin]
             future: S::Future,
         },
+        // Boxed: a call rarely waits, and a waiting one holds its request.
         Waiting {
-            shared: Arc<Shared<S>>,
-            request: Option<Req>,
-            #[pin]
-            notified: Option<OwnedNotified>,
+            waiting: Pin<Box<Waiting<S, Req>>>,
         },
         Failed {
             error: Option<BoxError>,
         },
+    }
+}
+
+pin_project! {
+    /// A call waiting for the balancer to become ready.
+    struct Waiting<S, Req> {
+        shared: Arc<Shared<S>>,
+        request: Option<Req>,
+        #[pin]
+        notified: Option<OwnedNotified>,
     }
 }
 
@@ -229,11 +239,15 @@ where
                     let error = error.take().unwrap_or_else(|| BalancerPanickedError.into());
                     return Poll::Ready(Err(error));
                 }
-                StateProjection::Waiting {
-                    shared,
-                    request,
-                    notified,
-                } => ready!(poll_waiting(shared, request, notified, cx)),
+                StateProjection::Waiting { waiting } => {
+                    let waiting = waiting.as_mut().project();
+                    ready!(poll_waiting(
+                        waiting.shared,
+                        waiting.request,
+                        waiting.notified,
+                        cx
+                    ))
+                }
             };
             state.set(match future {
                 Ok(future) => State::Called { future },
