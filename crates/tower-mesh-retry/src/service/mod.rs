@@ -63,6 +63,43 @@ impl<S, C, R, K> Retry<S, C, R, K> {
     pub fn into_inner(self) -> S {
         self.inner
     }
+
+    /// Sends `request` as [`call`](Service::call) does, but consumes the
+    /// service: it moves into the future, which sends the retries on it, so no
+    /// clone is made. For a clone made for one call (as `oneshot` on a clone
+    /// does), this saves the clone that `call` makes to keep the service usable.
+    ///
+    /// As with `call`, the service must have been polled ready.
+    ///
+    /// ```
+    /// use std::future::poll_fn;
+    /// use tower::{service_fn, Service};
+    /// use tower_mesh_retry::{Retry, RetryPolicy};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let echo = service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) });
+    /// let mut retry = Retry::new(echo, RetryPolicy::default());
+    /// poll_fn(|cx| retry.poll_ready(cx)).await.unwrap();
+    /// assert_eq!(retry.call_once(7).await.unwrap(), 7);
+    /// # }
+    /// ```
+    #[inline(always)]
+    pub fn call_once<Request>(self, request: Request) -> ResponseFuture<S, Request, C, R, K>
+    where
+        S: Service<Request>,
+        C: Classify<S::Response, S::Error>,
+        K: ReplayRequest<Request>,
+    {
+        let Retry {
+            mut inner,
+            mut policy,
+        } = self;
+        let needs_latency = policy.needs_latency();
+        policy.begin_request(needs_latency);
+        let replay = policy.replay(&request);
+        let attempt = inner.call(request);
+        ResponseFuture::new(attempt, inner, policy, replay, needs_latency)
+    }
 }
 
 impl<S, C, R, K, Request> Service<Request> for Retry<S, C, R, K>
