@@ -18,13 +18,14 @@ use tower_mesh_breaker::{
 };
 use tower_mesh_core::{BoxError, Classify, ConfigError, ErrorsAsFailures};
 use tower_mesh_retry::{
-    AnyFailure, CloneRequest, ReplayRequest, RetryBudget, RetryLayer, RetryPolicy, Retryable,
+    AnyFailure, CloneRequest, ReplayRequest, Retry, RetryBudget, RetryPolicy, Retryable,
 };
 use tower_service::Service;
 
+use super::call::Calls;
 use super::count::CountLayer;
+use super::deadline::AttemptTimeoutLayer;
 use super::health::WatchedBalancer;
-use super::timeout::CallTimeoutLayer;
 use super::{Counters, ServiceProxy};
 
 /// The response of a discovered endpoint.
@@ -572,16 +573,19 @@ impl<C, R, P> Common<C, R, P> {
             .map(|breaker| CircuitBreakerLayer::new(breaker).with_classifier(self.classifier));
         let attempt_timeout = self.attempt_timeout.unwrap_or(self.timeout);
 
-        let stack = ServiceBuilder::new()
-            .layer(CountLayer::new(&counters.requests))
-            .layer(CallTimeoutLayer::new(self.timeout))
-            .layer(RetryLayer::new(policy))
+        let attempts = ServiceBuilder::new()
             .layer(CountLayer::new(&counters.attempts))
             .option_layer(breaker_layer)
-            .timeout(attempt_timeout)
+            .layer(AttemptTimeoutLayer::new(attempt_timeout))
             .service(inner);
+        let calls = Calls {
+            retry: Retry::new(attempts, policy),
+            timeout: self.timeout,
+            requests: &counters.requests,
+        };
+        let send = move |request| calls.send(request);
         Ok(ServiceProxy::new(
-            self.name, stack, breaker, budget, health, counters,
+            self.name, send, breaker, budget, health, counters,
         ))
     }
 }

@@ -23,6 +23,12 @@ use tower_service::Service;
 /// The most time between two samples while calls flow.
 pub(crate) const SAMPLE_EVERY: Duration = Duration::from_millis(5);
 
+/// Polls in one sampling period past which the balancer counts as busy.
+const BUSY_POLLS: u32 = 256;
+
+/// While busy, the clock is read every this many polls.
+const LOOK_EVERY: u32 = 16;
+
 /// The most events kept; older ones are dropped first.
 const MAX_EVENTS: usize = 4_096;
 
@@ -301,6 +307,10 @@ pub struct WatchedBalancer<D: Discover, Req, C> {
     health: BalancerHealth,
     keyed: Arc<KeyedControl<D::Key>>,
     next_sample: Instant,
+    /// Polls since the last sample, and how many polls to let pass between two
+    /// looks at the clock (see [`sample`](Self::sample)).
+    polls: u32,
+    polls_per_look: u32,
 }
 
 impl<D, Req, C> WatchedBalancer<D, Req, C>
@@ -326,16 +336,34 @@ where
             health: health.clone(),
             keyed,
             next_sample: Instant::now(),
+            polls: 0,
+            polls_per_look: 1,
         };
         (watched, health)
     }
 
     /// Samples every endpoint, unless the last sample is recent.
+    ///
+    /// Under heavy traffic, reading the clock on every poll would cost more
+    /// than the sampling: once a sampling period has seen many polls, the clock
+    /// is read only every few polls, which at that rate is well within the
+    /// period. (Should traffic then nearly stop, the next sample waits for those
+    /// few polls once, and the clock is read on every poll again.)
     fn sample(&mut self) {
+        self.polls = self.polls.wrapping_add(1);
+        if self.polls % self.polls_per_look != 0 {
+            return;
+        }
         let now = Instant::now();
         if now < self.next_sample {
             return;
         }
+        self.polls_per_look = if self.polls >= BUSY_POLLS {
+            LOOK_EVERY
+        } else {
+            1
+        };
+        self.polls = 0;
         self.next_sample = now + SAMPLE_EVERY;
         let mut keys = HashMap::new();
         let mut statuses = Vec::with_capacity(self.balancer.len());

@@ -2,9 +2,10 @@
 //! composed into one tower stack.
 
 mod builder;
+mod call;
 mod count;
+mod deadline;
 mod health;
-mod timeout;
 
 pub use builder::{NoHealthCheck, ProxyHealthCheck, ServiceProxyBuilder, WithHealthCheck};
 pub use health::{BalancerHealth, EndpointHealth, HealthChange, HealthEvent, WatchedBalancer};
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tower::util::{BoxCloneSyncService, ServiceExt};
+use tower::util::BoxCloneSyncService;
 use tower_mesh_breaker::CircuitBreaker;
 use tower_mesh_core::BoxError;
 use tower_mesh_retry::RetryBudget;
@@ -177,24 +178,15 @@ impl ServiceProxy<(), ()> {
 }
 
 impl<Req, Res> ServiceProxy<Req, Res> {
-    /// The proxy over `stack`, the layers built by the builder.
-    pub(crate) fn new<S>(
+    /// The proxy sending each call with `send`, made by the builder.
+    pub(crate) fn new(
         name: Arc<str>,
-        stack: S,
+        send: impl Fn(Req) -> ProxyFuture<Res> + Send + Sync + 'static,
         breaker: Option<CircuitBreaker>,
         budget: Option<RetryBudget>,
         health: Option<BalancerHealth>,
         counters: &'static Counters,
-    ) -> Self
-    where
-        S: Service<Req, Response = Res, Error = BoxError> + Clone + Send + Sync + 'static,
-        S::Future: Send + 'static,
-        Req: Send + 'static,
-    {
-        let send = move |request: Req| -> ProxyFuture<Res> {
-            let mut stack = stack.clone();
-            Box::pin(async move { stack.ready().await?.call(request).await })
-        };
+    ) -> Self {
         let parts = Parts {
             name,
             send: Box::new(send),

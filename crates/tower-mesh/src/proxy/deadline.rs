@@ -1,0 +1,529 @@
+//! The per-attempt timeout of a proxy: one timer for all of a proxy's attempts.
+//!
+//! Every attempt through one proxy has the same timeout, so attempts reach their
+//! deadlines in the order they started. [`AttemptDeadlines`] keeps the pending
+//! attempts in that order, in a queue under a lock, and one watcher task sleeps
+//! until the oldest one's deadline. Starting and finishing an attempt is a push
+//! and a mark in the queue; only the watcher registers a runtime timer, and only
+//! when the oldest attempt changes.
+//!
+//! An attempt future registers on its first `Pending` poll, with its waker. When
+//! the watcher finds an attempt past its deadline it wakes it, and the attempt,
+//! seeing the clock past its deadline, fails with [`Elapsed`]. A finished or
+//! dropped attempt leaves the queue at once (its waker is dropped); its place in
+//! the order is skipped when the watcher or the next attempt reaches it.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tower::timeout::error::Elapsed;
+use tower_layer::Layer;
+use tower_mesh_core::BoxError;
+use tower_service::Service;
+
+/// The pending attempts of one proxy, in deadline order.
+#[derive(Debug)]
+pub(crate) struct AttemptDeadlines {
+    timeout: Duration,
+    queue: Mutex<Queue>,
+    /// Wakes the watcher when the queue stops being empty.
+    watcher: Arc<Notify>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Attempts in deadline order; entries whose slot moved on to a later
+    /// generation are stale and skipped.
+    order: VecDeque<Entry>,
+    live: usize,
+    watcher_parked: bool,
+    watcher_started: bool,
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    waker: Option<Waker>,
+}
+
+/// An attempt in the deadline order.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    ticket: Ticket,
+    deadline: Instant,
+}
+
+/// An attempt's place in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ticket {
+    slot: u32,
+    generation: u32,
+}
+
+impl AttemptDeadlines {
+    pub(crate) fn new(timeout: Duration) -> Arc<Self> {
+        Arc::new(AttemptDeadlines {
+            timeout,
+            queue: Mutex::new(Queue::default()),
+            watcher: Arc::new(Notify::new()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues an attempt due at `deadline`, to be woken through `waker`.
+    fn register(self: &Arc<Self>, deadline: Instant, waker: &Waker) -> Ticket {
+        let mut queue = self.lock();
+        let ticket = queue.insert(deadline, waker.clone());
+        if !queue.watcher_started {
+            queue.watcher_started = true;
+            tokio::spawn(watch(Arc::downgrade(self), self.watcher.clone()));
+        } else if std::mem::take(&mut queue.watcher_parked) {
+            self.watcher.notify_one();
+        }
+        ticket
+    }
+
+    /// Keeps the waker of a queued attempt current: a future may move to another
+    /// task between polls. Attempts are rarely polled twice while pending, so the
+    /// lock here is rare too.
+    fn update(&self, ticket: Ticket, waker: &Waker) {
+        let mut queue = self.lock();
+        let Some(slot) = queue.slot_mut(ticket) else {
+            return;
+        };
+        match &slot.waker {
+            Some(known) if known.will_wake(waker) => {}
+            _ => slot.waker = Some(waker.clone()),
+        }
+    }
+
+    /// Takes a finished or dropped attempt out of the queue.
+    fn remove(&self, ticket: Ticket) {
+        let waker = self.lock().remove(ticket);
+        drop(waker);
+    }
+}
+
+impl Drop for AttemptDeadlines {
+    fn drop(&mut self) {
+        // The watcher holds only a weak reference: let it see that and end.
+        self.watcher.notify_one();
+    }
+}
+
+impl Queue {
+    fn insert(&mut self, deadline: Instant, waker: Waker) -> Ticket {
+        self.skip_stale();
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    waker: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let entry = &mut self.slots[slot as usize];
+        entry.waker = Some(waker);
+        let ticket = Ticket {
+            slot,
+            generation: entry.generation,
+        };
+        self.enqueue(Entry { ticket, deadline });
+        self.live += 1;
+        self.compact();
+        ticket
+    }
+
+    /// Puts `entry` in deadline order. Attempts are queued at their first poll
+    /// but due from their call, so one may arrive just behind a later deadline:
+    /// the search from the back is almost always zero or one step.
+    fn enqueue(&mut self, entry: Entry) {
+        let mut position = self.order.len();
+        while position > 0 && self.order[position - 1].deadline > entry.deadline {
+            position -= 1;
+        }
+        self.order.insert(position, entry);
+    }
+
+    fn slot_mut(&mut self, ticket: Ticket) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(ticket.slot as usize)
+            .filter(|slot| slot.generation == ticket.generation)
+    }
+
+    fn remove(&mut self, ticket: Ticket) -> Option<Waker> {
+        let slot = self.slot_mut(ticket)?;
+        slot.generation = slot.generation.wrapping_add(1);
+        let waker = slot.waker.take();
+        self.free.push(ticket.slot);
+        self.live -= 1;
+        waker
+    }
+
+    fn is_live(&self, ticket: Ticket) -> bool {
+        self.slots[ticket.slot as usize].generation == ticket.generation
+    }
+
+    /// Drops the stale entries at the front of the order.
+    fn skip_stale(&mut self) {
+        while let Some(front) = self.order.front() {
+            if self.is_live(front.ticket) {
+                break;
+            }
+            self.order.pop_front();
+        }
+    }
+
+    /// Rebuilds the order without its stale entries once they outnumber the live
+    /// ones: a long attempt at the front keeps the entries behind it from being
+    /// skipped, and this bounds them.
+    fn compact(&mut self) {
+        if self.order.len() <= 2 * self.live + 64 {
+            return;
+        }
+        let mut order = std::mem::take(&mut self.order);
+        order.retain(|entry| self.is_live(entry.ticket));
+        self.order = order;
+    }
+
+    /// Takes the wakers of the live attempts due by `now`; returns the next
+    /// deadline.
+    fn expire(&mut self, now: Instant, due: &mut Vec<Waker>) -> Option<Instant> {
+        loop {
+            self.skip_stale();
+            let front = *self.order.front()?;
+            if front.deadline > now {
+                return Some(front.deadline);
+            }
+            // Woken, the attempt fails itself and leaves the queue; until then
+            // it is out of the order, so that it is not woken twice.
+            self.order.pop_front();
+            if let Some(waker) = self.slots[front.ticket.slot as usize].waker.take() {
+                due.push(waker);
+            }
+        }
+    }
+}
+
+/// The watcher: sleeps until the oldest attempt's deadline, wakes the attempts
+/// that are due, and parks while none is queued. Ends with its proxy.
+async fn watch(deadlines: Weak<AttemptDeadlines>, notify: Arc<Notify>) {
+    let _restart = RestartOnDrop(deadlines.clone());
+    let mut due = Vec::new();
+    loop {
+        let next = {
+            let Some(deadlines) = deadlines.upgrade() else {
+                return;
+            };
+            let mut queue = deadlines.lock();
+            let next = queue.expire(Instant::now(), &mut due);
+            queue.watcher_parked = next.is_none();
+            next
+        };
+        due.drain(..).for_each(Waker::wake);
+        match next {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => notify.notified().await,
+        }
+    }
+}
+
+/// Lets the next attempt start a new watcher if this one is dropped while its
+/// proxy lives on: when the runtime it was spawned on shuts down.
+struct RestartOnDrop(Weak<AttemptDeadlines>);
+
+impl Drop for RestartOnDrop {
+    fn drop(&mut self) {
+        if let Some(deadlines) = self.0.upgrade() {
+            let mut queue = deadlines.lock();
+            queue.watcher_started = false;
+            queue.watcher_parked = false;
+        }
+    }
+}
+
+// ===== the layer =====
+
+/// Bounds each attempt to the timeout of its [`AttemptDeadlines`].
+#[derive(Debug, Clone)]
+pub(crate) struct AttemptTimeoutLayer {
+    deadlines: Arc<AttemptDeadlines>,
+}
+
+impl AttemptTimeoutLayer {
+    pub(crate) fn new(timeout: Duration) -> Self {
+        AttemptTimeoutLayer {
+            deadlines: AttemptDeadlines::new(timeout),
+        }
+    }
+}
+
+impl<S> Layer<S> for AttemptTimeoutLayer {
+    type Service = AttemptTimeout<S>;
+
+    fn layer(&self, inner: S) -> AttemptTimeout<S> {
+        AttemptTimeout {
+            inner,
+            deadlines: self.deadlines.clone(),
+        }
+    }
+}
+
+/// The service made by [`AttemptTimeoutLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct AttemptTimeout<S> {
+    inner: S,
+    deadlines: Arc<AttemptDeadlines>,
+}
+
+impl<S, Req> Service<Req> for AttemptTimeout<S>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = AttemptFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        AttemptFuture {
+            inner: self.inner.call(request),
+            deadline: Instant::now() + self.deadlines.timeout,
+            deadlines: self.deadlines.clone(),
+            queued: None,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`AttemptTimeout`].
+    pub(crate) struct AttemptFuture<F> {
+        #[pin]
+        inner: F,
+        deadline: Instant,
+        deadlines: Arc<AttemptDeadlines>,
+        queued: Option<Ticket>,
+    }
+
+    impl<F> PinnedDrop for AttemptFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(ticket) = this.queued.take() {
+                this.deadlines.remove(ticket);
+            }
+        }
+    }
+}
+
+impl<F, T, E> Future for AttemptFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = match (this.inner.poll(cx), *this.queued) {
+            (Poll::Ready(result), _) => result.map_err(Into::into),
+            // The first pending poll comes right after the call: queue it
+            // without reading the clock again.
+            (Poll::Pending, None) => {
+                *this.queued = Some(this.deadlines.register(*this.deadline, cx.waker()));
+                return Poll::Pending;
+            }
+            (Poll::Pending, Some(_)) if Instant::now() >= *this.deadline => {
+                Err(Elapsed::new().into())
+            }
+            (Poll::Pending, Some(ticket)) => {
+                this.deadlines.update(ticket, cx.waker());
+                return Poll::Pending;
+            }
+        };
+        if let Some(ticket) = this.queued.take() {
+            this.deadlines.remove(ticket);
+        }
+        Poll::Ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::pending;
+
+    use tower::ServiceExt;
+
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(1);
+
+    /// Never answers, except the request `0`, which it answers at once.
+    #[derive(Clone)]
+    struct Hang;
+
+    impl Service<u32> for Hang {
+        type Response = u32;
+        type Error = BoxError;
+        type Future = Pin<Box<dyn Future<Output = Result<u32, BoxError>> + Send>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, n: u32) -> Self::Future {
+            Box::pin(async move {
+                if n != 0 {
+                    pending::<()>().await;
+                }
+                Ok(n)
+            })
+        }
+    }
+
+    fn hanging(layer: &AttemptTimeoutLayer) -> AttemptTimeout<Hang> {
+        layer.layer(Hang)
+    }
+
+    fn live(layer: &AttemptTimeoutLayer) -> (usize, usize) {
+        let queue = layer.deadlines.lock();
+        (queue.live, queue.order.len())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_that_never_answers_fails_at_its_deadline() {
+        let layer = AttemptTimeoutLayer::new(TIMEOUT);
+        let started = Instant::now();
+        let error = hanging(&layer).oneshot(1).await.unwrap_err();
+        assert!(error.is::<Elapsed>(), "{error}");
+        assert_eq!(started.elapsed(), TIMEOUT);
+        assert_eq!(live(&layer), (0, 0), "the timed-out attempt left the queue");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hung_attempts_started_apart_each_fail_a_timeout_after_their_start() {
+        let layer = AttemptTimeoutLayer::new(TIMEOUT);
+        let started = Instant::now();
+        let mut attempts = Vec::new();
+        for n in 1..=50u32 {
+            let service = hanging(&layer);
+            attempts.push(tokio::spawn(async move {
+                let error = service.oneshot(n).await.unwrap_err();
+                assert!(error.is::<Elapsed>());
+                Instant::now()
+            }));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for (n, attempt) in (0u32..).zip(attempts) {
+            let ended = attempt.await.unwrap();
+            assert_eq!(ended - started, TIMEOUT + Duration::from_millis(10) * n);
+        }
+        assert_eq!(live(&layer), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answered_and_dropped_attempts_leave_the_queue() {
+        let layer = AttemptTimeoutLayer::new(TIMEOUT);
+        // A pending attempt, polled once and dropped.
+        let mut dropped = tokio_test_like_poll(hanging(&layer).oneshot(1)).await;
+        assert_eq!(live(&layer).0, 1);
+        drop(dropped.take());
+        assert_eq!(live(&layer).0, 0);
+        // Attempts that answer at once are never queued.
+        for _ in 0..100 {
+            assert_eq!(hanging(&layer).oneshot(0).await.unwrap(), 0);
+        }
+        assert_eq!(live(&layer).0, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_attempt_at_the_front_keeps_the_queue_bounded() {
+        let layer = AttemptTimeoutLayer::new(TIMEOUT);
+        let _front = tokio_test_like_poll(hanging(&layer).oneshot(1)).await;
+        for _ in 0..10_000 {
+            let attempt = tokio_test_like_poll(hanging(&layer).oneshot(2)).await;
+            drop(attempt);
+        }
+        let (live_attempts, queued) = live(&layer);
+        assert_eq!(live_attempts, 1);
+        assert!(queued <= 2 * live_attempts + 65, "{queued} entries queued");
+    }
+
+    #[test]
+    fn the_watcher_ends_with_its_layer() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let layer = AttemptTimeoutLayer::new(TIMEOUT);
+            let attempt = tokio_test_like_poll(hanging(&layer).oneshot(1)).await;
+            assert_eq!(
+                tokio::runtime::Handle::current()
+                    .metrics()
+                    .num_alive_tasks(),
+                1
+            );
+            drop(attempt);
+            drop(layer);
+            tokio::task::yield_now().await;
+            assert_eq!(
+                tokio::runtime::Handle::current()
+                    .metrics()
+                    .num_alive_tasks(),
+                0
+            );
+        });
+    }
+
+    #[test]
+    fn a_layer_outliving_its_runtime_still_times_attempts_out_on_the_next() {
+        let layer = AttemptTimeoutLayer::new(TIMEOUT);
+        for _ in 0..2 {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            // A time limit turns a missing watcher into a failure, not a hang.
+            let attempt = async {
+                let started = Instant::now();
+                let attempt = hanging(&layer).oneshot(1);
+                let result = tokio::time::timeout(TIMEOUT * 10, attempt).await;
+                (result, started.elapsed())
+            };
+            let (result, elapsed) = runtime.block_on(attempt);
+            assert_eq!(elapsed, TIMEOUT, "timed out by the layer");
+            let error = result.unwrap().unwrap_err();
+            assert!(error.is::<Elapsed>(), "{error}");
+        }
+    }
+
+    /// Polls `future` once, so that a pending attempt is queued, and hands it
+    /// back to be dropped or kept.
+    async fn tokio_test_like_poll<F: Future + Unpin>(mut future: F) -> Option<F> {
+        let polled = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut future).poll(cx))).await;
+        assert!(polled.is_pending(), "the attempt answered");
+        Some(future)
+    }
+}
