@@ -26,7 +26,7 @@ use super::call::Calls;
 use super::count::CountLayer;
 use super::deadline::AttemptTimeoutLayer;
 use super::health::WatchedBalancer;
-use super::{Counters, ServiceProxy};
+use super::{Counters, Parts, ServiceProxy};
 
 /// The response of a discovered endpoint.
 type EndpointResponse<D, Req> = <<D as Discover>::Service as Service<Req>>::Response;
@@ -445,7 +445,7 @@ impl<C, R, P, L> ServiceProxyBuilder<C, R, P, L, NoHealthCheck> {
     ///
     /// `client` must be `Clone`, as every retry layer needs; wrap a client that
     /// is not in a [`SharedBalancer`] (when its `poll_ready` and `call` are quick)
-    /// or in [`tower::buffer::Buffer`].
+    /// or in tower's `Buffer`.
     ///
     /// # Errors
     ///
@@ -566,17 +566,18 @@ impl<C, R, P> Common<C, R, P> {
             .with_classifier(self.classifier.clone())
             .cap_deadline(self.timeout);
         let budget = policy.budget().cloned();
-        // Kept for the rest of the program, as the breaker is: 16 bytes a proxy.
+        // Kept for the rest of the program, as the breaker is: about 1 KB a proxy.
         let counters: &'static Counters = Box::leak(Box::default());
         let breaker_layer = breaker
             .clone()
             .map(|breaker| CircuitBreakerLayer::new(breaker).with_classifier(self.classifier));
         let attempt_timeout = self.attempt_timeout.unwrap_or(self.timeout);
 
+        let (attempt_timeout, deadlines) = AttemptTimeoutLayer::new(attempt_timeout);
         let attempts = ServiceBuilder::new()
             .layer(CountLayer::new(&counters.attempts))
             .option_layer(breaker_layer)
-            .layer(AttemptTimeoutLayer::new(attempt_timeout))
+            .layer(attempt_timeout)
             .service(inner);
         let calls = Calls {
             retry: Retry::new(attempts, policy),
@@ -584,9 +585,16 @@ impl<C, R, P> Common<C, R, P> {
             requests: &counters.requests,
         };
         let send = move |request| calls.send(request);
-        Ok(ServiceProxy::new(
-            self.name, send, breaker, budget, health, counters,
-        ))
+        let parts = Parts {
+            name: self.name,
+            send: Box::new(send),
+            breaker,
+            budget,
+            health,
+            counters,
+            _deadlines: deadlines,
+        };
+        Ok(ServiceProxy::from_parts(parts))
     }
 }
 

@@ -25,7 +25,6 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
@@ -36,6 +35,7 @@ use tower_mesh_core::{BoxError, Classify};
 use tower_mesh_retry::{ReplayRequest, Retry, Retryable};
 use tower_service::Service;
 
+use super::count::Striped;
 use super::ProxyFuture;
 
 /// Starts a proxy's calls on clones of its retry layer, `retry`, over the
@@ -43,7 +43,7 @@ use super::ProxyFuture;
 pub(crate) struct Calls<A, C, R, K> {
     pub(crate) retry: Retry<A, C, R, K>,
     pub(crate) timeout: Duration,
-    pub(crate) requests: &'static AtomicU64,
+    pub(crate) requests: &'static Striped,
 }
 
 impl<A, C, R, K> Calls<A, C, R, K> {
@@ -94,14 +94,14 @@ fn start<A, C, R, K, Req>(
     retry: Retry<A, C, R, K>,
     request: Req,
     deadline: Instant,
-    requests: &AtomicU64,
+    requests: &Striped,
 ) -> CallTimeoutFuture<tower_mesh_retry::ResponseFuture<A, Req, C, R, K>>
 where
     A: Service<Req>,
     C: Classify<A::Response, A::Error>,
     K: ReplayRequest<Req>,
 {
-    requests.fetch_add(1, Ordering::Relaxed);
+    requests.add_one();
     CallTimeoutFuture {
         inner: retry.call_once(request),
         timer: None,

@@ -12,11 +12,16 @@
 //! seeing the clock past its deadline, fails with [`Elapsed`]. A finished or
 //! dropped attempt leaves the queue at once (its waker is dropped); its place in
 //! the order is skipped when the watcher or the next attempt reaches it.
+//!
+//! The queue lives as long as the program, as the proxy's breaker does, so that
+//! neither the attempt stack nor the attempt futures count references to it. The
+//! proxy holds its [`DeadlinesOwner`]; when the proxy is dropped, the watcher ends
+//! once the attempts still queued are done, and the queue's storage is freed.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -47,6 +52,8 @@ struct Queue {
     live: usize,
     watcher_parked: bool,
     watcher_started: bool,
+    /// The proxy is gone: the watcher ends once nothing is queued.
+    closed: bool,
 }
 
 #[derive(Debug)]
@@ -70,12 +77,15 @@ struct Ticket {
 }
 
 impl AttemptDeadlines {
-    pub(crate) fn new(timeout: Duration) -> Arc<Self> {
-        Arc::new(AttemptDeadlines {
+    /// A queue for attempts of `timeout`, kept for the rest of the program (a
+    /// few hundred bytes once its owner is dropped), and its owner.
+    fn new(timeout: Duration) -> (&'static Self, DeadlinesOwner) {
+        let deadlines: &'static Self = Box::leak(Box::new(AttemptDeadlines {
             timeout,
             queue: Mutex::new(Queue::default()),
             watcher: Arc::new(Notify::new()),
-        })
+        }));
+        (deadlines, DeadlinesOwner(deadlines))
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
@@ -85,12 +95,12 @@ impl AttemptDeadlines {
     }
 
     /// Queues an attempt due at `deadline`, to be woken through `waker`.
-    fn register(self: &Arc<Self>, deadline: Instant, waker: &Waker) -> Ticket {
+    fn register(&'static self, deadline: Instant, waker: &Waker) -> Ticket {
         let mut queue = self.lock();
         let ticket = queue.insert(deadline, waker.clone());
         if !queue.watcher_started {
             queue.watcher_started = true;
-            tokio::spawn(watch(Arc::downgrade(self), self.watcher.clone()));
+            tokio::spawn(watch(self));
         } else if std::mem::take(&mut queue.watcher_parked) {
             self.watcher.notify_one();
         }
@@ -113,15 +123,31 @@ impl AttemptDeadlines {
 
     /// Takes a finished or dropped attempt out of the queue.
     fn remove(&self, ticket: Ticket) {
-        let waker = self.lock().remove(ticket);
+        let mut queue = self.lock();
+        let waker = queue.remove(ticket);
+        // The last attempt of a dropped proxy lets a parked watcher end.
+        if queue.closed && queue.live == 0 && std::mem::take(&mut queue.watcher_parked) {
+            self.watcher.notify_one();
+        }
+        drop(queue);
         drop(waker);
     }
 }
 
-impl Drop for AttemptDeadlines {
+/// Owns a proxy's [`AttemptDeadlines`]: dropping it lets the watcher end and
+/// the queue's storage go, once the attempts still queued are done.
+#[derive(Debug)]
+pub(crate) struct DeadlinesOwner(&'static AttemptDeadlines);
+
+impl Drop for DeadlinesOwner {
     fn drop(&mut self) {
-        // The watcher holds only a weak reference: let it see that and end.
-        self.watcher.notify_one();
+        let mut queue = self.0.lock();
+        queue.closed = true;
+        if !queue.watcher_started {
+            queue.release();
+        } else if std::mem::take(&mut queue.watcher_parked) {
+            self.0.watcher.notify_one();
+        }
     }
 }
 
@@ -180,6 +206,15 @@ impl Queue {
         self.slots[ticket.slot as usize].generation == ticket.generation
     }
 
+    /// Frees the storage of a closed, empty queue.
+    fn release(&mut self) {
+        if self.live == 0 {
+            self.slots = Vec::new();
+            self.free = Vec::new();
+            self.order = VecDeque::new();
+        }
+    }
+
     /// Drops the stale entries at the front of the order.
     fn skip_stale(&mut self) {
         while let Some(front) = self.order.front() {
@@ -222,38 +257,41 @@ impl Queue {
 }
 
 /// The watcher: sleeps until the oldest attempt's deadline, wakes the attempts
-/// that are due, and parks while none is queued. Ends with its proxy.
-async fn watch(deadlines: Weak<AttemptDeadlines>, notify: Arc<Notify>) {
-    let _restart = RestartOnDrop(deadlines.clone());
+/// that are due, and parks while none is queued. Ends once its proxy is gone and
+/// nothing is queued.
+async fn watch(deadlines: &'static AttemptDeadlines) {
+    let _restart = RestartOnDrop(deadlines);
     let mut due = Vec::new();
     loop {
         let next = {
-            let Some(deadlines) = deadlines.upgrade() else {
-                return;
-            };
             let mut queue = deadlines.lock();
             let next = queue.expire(Instant::now(), &mut due);
+            if queue.closed && queue.live == 0 {
+                return;
+            }
             queue.watcher_parked = next.is_none();
             next
         };
         due.drain(..).for_each(Waker::wake);
         match next {
             Some(deadline) => tokio::time::sleep_until(deadline).await,
-            None => notify.notified().await,
+            None => deadlines.watcher.notified().await,
         }
     }
 }
 
-/// Lets the next attempt start a new watcher if this one is dropped while its
-/// proxy lives on: when the runtime it was spawned on shuts down.
-struct RestartOnDrop(Weak<AttemptDeadlines>);
+/// Marks the watcher gone when it ends or is dropped, so that the next attempt
+/// starts another: after its runtime shut down, or after its proxy was dropped
+/// while a call outlived it.
+struct RestartOnDrop(&'static AttemptDeadlines);
 
 impl Drop for RestartOnDrop {
     fn drop(&mut self) {
-        if let Some(deadlines) = self.0.upgrade() {
-            let mut queue = deadlines.lock();
-            queue.watcher_started = false;
-            queue.watcher_parked = false;
+        let mut queue = self.0.lock();
+        queue.watcher_started = false;
+        queue.watcher_parked = false;
+        if queue.closed {
+            queue.release();
         }
     }
 }
@@ -261,16 +299,17 @@ impl Drop for RestartOnDrop {
 // ===== the layer =====
 
 /// Bounds each attempt to the timeout of its [`AttemptDeadlines`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct AttemptTimeoutLayer {
-    deadlines: Arc<AttemptDeadlines>,
+    deadlines: &'static AttemptDeadlines,
 }
 
 impl AttemptTimeoutLayer {
-    pub(crate) fn new(timeout: Duration) -> Self {
-        AttemptTimeoutLayer {
-            deadlines: AttemptDeadlines::new(timeout),
-        }
+    /// The layer, and the owner of its queue, to keep as long as the layer's
+    /// services are used.
+    pub(crate) fn new(timeout: Duration) -> (Self, DeadlinesOwner) {
+        let (deadlines, owner) = AttemptDeadlines::new(timeout);
+        (AttemptTimeoutLayer { deadlines }, owner)
     }
 }
 
@@ -280,7 +319,7 @@ impl<S> Layer<S> for AttemptTimeoutLayer {
     fn layer(&self, inner: S) -> AttemptTimeout<S> {
         AttemptTimeout {
             inner,
-            deadlines: self.deadlines.clone(),
+            deadlines: self.deadlines,
         }
     }
 }
@@ -289,7 +328,7 @@ impl<S> Layer<S> for AttemptTimeoutLayer {
 #[derive(Debug, Clone)]
 pub(crate) struct AttemptTimeout<S> {
     inner: S,
-    deadlines: Arc<AttemptDeadlines>,
+    deadlines: &'static AttemptDeadlines,
 }
 
 impl<S, Req> Service<Req> for AttemptTimeout<S>
@@ -309,7 +348,7 @@ where
         AttemptFuture {
             inner: self.inner.call(request),
             deadline: Instant::now() + self.deadlines.timeout,
-            deadlines: self.deadlines.clone(),
+            deadlines: self.deadlines,
             queued: None,
         }
     }
@@ -321,7 +360,7 @@ pin_project! {
         #[pin]
         inner: F,
         deadline: Instant,
-        deadlines: Arc<AttemptDeadlines>,
+        deadlines: &'static AttemptDeadlines,
         queued: Option<Ticket>,
     }
 
@@ -411,7 +450,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_attempt_that_never_answers_fails_at_its_deadline() {
-        let layer = AttemptTimeoutLayer::new(TIMEOUT);
+        let (layer, _owner) = AttemptTimeoutLayer::new(TIMEOUT);
         let started = Instant::now();
         let error = hanging(&layer).oneshot(1).await.unwrap_err();
         assert!(error.is::<Elapsed>(), "{error}");
@@ -421,7 +460,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn hung_attempts_started_apart_each_fail_a_timeout_after_their_start() {
-        let layer = AttemptTimeoutLayer::new(TIMEOUT);
+        let (layer, _owner) = AttemptTimeoutLayer::new(TIMEOUT);
         let started = Instant::now();
         let mut attempts = Vec::new();
         for n in 1..=50u32 {
@@ -442,7 +481,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn answered_and_dropped_attempts_leave_the_queue() {
-        let layer = AttemptTimeoutLayer::new(TIMEOUT);
+        let (layer, _owner) = AttemptTimeoutLayer::new(TIMEOUT);
         // A pending attempt, polled once and dropped.
         let mut dropped = tokio_test_like_poll(hanging(&layer).oneshot(1)).await;
         assert_eq!(live(&layer).0, 1);
@@ -457,7 +496,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_long_attempt_at_the_front_keeps_the_queue_bounded() {
-        let layer = AttemptTimeoutLayer::new(TIMEOUT);
+        let (layer, _owner) = AttemptTimeoutLayer::new(TIMEOUT);
         let _front = tokio_test_like_poll(hanging(&layer).oneshot(1)).await;
         for _ in 0..10_000 {
             let attempt = tokio_test_like_poll(hanging(&layer).oneshot(2)).await;
@@ -469,36 +508,50 @@ mod tests {
     }
 
     #[test]
-    fn the_watcher_ends_with_its_layer() {
+    fn the_watcher_ends_and_the_queue_is_freed_when_the_owner_goes() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .start_paused(true)
             .build()
             .unwrap();
         runtime.block_on(async {
-            let layer = AttemptTimeoutLayer::new(TIMEOUT);
+            let alive = || {
+                tokio::runtime::Handle::current()
+                    .metrics()
+                    .num_alive_tasks()
+            };
+            let (layer, owner) = AttemptTimeoutLayer::new(TIMEOUT);
             let attempt = tokio_test_like_poll(hanging(&layer).oneshot(1)).await;
-            assert_eq!(
-                tokio::runtime::Handle::current()
-                    .metrics()
-                    .num_alive_tasks(),
-                1
-            );
-            drop(attempt);
-            drop(layer);
+            assert_eq!(alive(), 1, "the watcher");
+            drop(owner);
             tokio::task::yield_now().await;
-            assert_eq!(
-                tokio::runtime::Handle::current()
-                    .metrics()
-                    .num_alive_tasks(),
-                0
-            );
+            assert_eq!(alive(), 1, "the watcher waits for the attempt still queued");
+            drop(attempt);
+            // The watcher wakes at the dropped attempt's deadline and ends.
+            tokio::time::sleep(TIMEOUT * 2).await;
+            assert_eq!(alive(), 0);
+            assert_eq!(layer.deadlines.lock().slots.capacity(), 0, "storage freed");
         });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_outliving_its_owner_still_times_out() {
+        let (layer, owner) = AttemptTimeoutLayer::new(TIMEOUT);
+        drop(owner);
+        let started = Instant::now();
+        let error = hanging(&layer).oneshot(1).await.unwrap_err();
+        assert!(error.is::<Elapsed>(), "{error}");
+        assert_eq!(started.elapsed(), TIMEOUT);
+        tokio::task::yield_now().await;
+        let alive = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        assert_eq!(alive, 0, "the watcher ended with the last attempt");
     }
 
     #[test]
     fn a_layer_outliving_its_runtime_still_times_attempts_out_on_the_next() {
-        let layer = AttemptTimeoutLayer::new(TIMEOUT);
+        let (layer, _owner) = AttemptTimeoutLayer::new(TIMEOUT);
         for _ in 0..2 {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_time()

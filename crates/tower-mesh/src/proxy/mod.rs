@@ -13,7 +13,6 @@ pub use health::{BalancerHealth, EndpointHealth, HealthChange, HealthEvent, Watc
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -22,6 +21,8 @@ use tower_mesh_breaker::CircuitBreaker;
 use tower_mesh_core::BoxError;
 use tower_mesh_retry::RetryBudget;
 use tower_service::Service;
+
+use deadline::DeadlinesOwner;
 
 /// A named client for one service: an overall timeout, retries with a budget, a
 /// service-wide circuit breaker, a per-attempt timeout and a load balancer with
@@ -139,22 +140,25 @@ pub struct ServiceProxy<Req, Res> {
 pub type ProxyFuture<Res> = Pin<Box<dyn Future<Output = Result<Res, BoxError>> + Send + 'static>>;
 
 /// Sends one request through a clone of the stack.
-type SendFn<Req, Res> = Box<dyn Fn(Req) -> ProxyFuture<Res> + Send + Sync>;
+pub(crate) type SendFn<Req, Res> = Box<dyn Fn(Req) -> ProxyFuture<Res> + Send + Sync>;
 
-struct Parts<Req, Res> {
-    name: Arc<str>,
-    send: SendFn<Req, Res>,
-    breaker: Option<CircuitBreaker>,
-    budget: Option<RetryBudget>,
-    health: Option<BalancerHealth>,
-    counters: &'static Counters,
+/// Everything a proxy and its clones share.
+pub(crate) struct Parts<Req, Res> {
+    pub(crate) name: Arc<str>,
+    pub(crate) send: SendFn<Req, Res>,
+    pub(crate) breaker: Option<CircuitBreaker>,
+    pub(crate) budget: Option<RetryBudget>,
+    pub(crate) health: Option<BalancerHealth>,
+    pub(crate) counters: &'static Counters,
+    /// Ends the per-attempt timeout's watcher with the last clone.
+    pub(crate) _deadlines: DeadlinesOwner,
 }
 
 /// The calls and attempts counted by a proxy's layers.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) requests: AtomicU64,
-    pub(crate) attempts: AtomicU64,
+    pub(crate) requests: count::Striped,
+    pub(crate) attempts: count::Striped,
 }
 
 /// What a [`ServiceProxy`] has sent so far; see [`ServiceProxy::stats`].
@@ -178,23 +182,8 @@ impl ServiceProxy<(), ()> {
 }
 
 impl<Req, Res> ServiceProxy<Req, Res> {
-    /// The proxy sending each call with `send`, made by the builder.
-    pub(crate) fn new(
-        name: Arc<str>,
-        send: impl Fn(Req) -> ProxyFuture<Res> + Send + Sync + 'static,
-        breaker: Option<CircuitBreaker>,
-        budget: Option<RetryBudget>,
-        health: Option<BalancerHealth>,
-        counters: &'static Counters,
-    ) -> Self {
-        let parts = Parts {
-            name,
-            send: Box::new(send),
-            breaker,
-            budget,
-            health,
-            counters,
-        };
+    /// The proxy over `parts`, made by the builder.
+    pub(crate) fn from_parts(parts: Parts<Req, Res>) -> Self {
         ServiceProxy {
             parts: Arc::new(parts),
         }
@@ -244,8 +233,8 @@ impl<Req, Res> ServiceProxy<Req, Res> {
 
     /// The calls, attempts and retries sent so far.
     pub fn stats(&self) -> ProxyStats {
-        let requests = self.parts.counters.requests.load(Ordering::Relaxed);
-        let attempts = self.parts.counters.attempts.load(Ordering::Relaxed);
+        let requests = self.parts.counters.requests.sum();
+        let attempts = self.parts.counters.attempts.sum();
         ProxyStats {
             requests,
             attempts,
