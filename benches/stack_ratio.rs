@@ -9,7 +9,8 @@
 //!
 //! Run with `cargo bench -p tower-mesh-benches --bench stack_ratio`; set
 //! `STACK_ROUNDS` (default 30) and `STACK_WAVES` (waves of 64 requests per row
-//! per round, default 150) to change the length.
+//! per round, default 150) to change the length, and `STACK_ONLY` to a row's
+//! number (0 bare, 1 proxy, 2 layers) to run that row alone, for a profiler.
 
 use std::time::Duration;
 
@@ -54,6 +55,19 @@ fn main() {
         })
     };
 
+    let only = std::env::var("STACK_ONLY")
+        .ok()
+        .and_then(|row| row.parse().ok());
+    if let Some(row) = only.filter(|row: &usize| *row < ROWS.len()) {
+        let elapsed = run(row, rounds as u64 * per_round);
+        let requests = rounds as u64 * per_round * CONCURRENCY as u64;
+        println!(
+            "{}: {:.0} requests/s",
+            ROWS[row],
+            requests as f64 / elapsed.as_secs_f64()
+        );
+        return;
+    }
     // Warm up every row: connections open, pools fill, the allocator settles.
     for row in 0..ROWS.len() {
         run(row, per_round);
