@@ -117,6 +117,14 @@ use deadline::DeadlinesOwner;
 /// retry budget, the balancer and the counts. [`call`](ServiceProxy::call) takes
 /// `&self`, so one proxy can also be shared by reference.
 ///
+/// # Memory
+///
+/// A proxy keeps about 2 KB for the rest of the program, so that calls count no
+/// references to them: its service-wide breaker when the builder makes it (see
+/// [`CircuitBreaker::leak`]), its call counters, and the head of its attempt
+/// timeout queue. Everything else, the balancer and its connections included,
+/// is freed when the last clone is dropped and the last call ends.
+///
 /// # Errors
 ///
 /// Calls fail with a [`BoxError`]. The errors a caller may want to tell apart,
