@@ -21,7 +21,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -39,7 +39,7 @@ pub(crate) struct AttemptDeadlines {
     timeout: Duration,
     queue: Mutex<Queue>,
     /// Wakes the watcher when the queue stops being empty.
-    watcher: Arc<Notify>,
+    watcher: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -83,7 +83,7 @@ impl AttemptDeadlines {
         let deadlines: &'static Self = Box::leak(Box::new(AttemptDeadlines {
             timeout,
             queue: Mutex::new(Queue::default()),
-            watcher: Arc::new(Notify::new()),
+            watcher: Notify::new(),
         }));
         (deadlines, DeadlinesOwner(deadlines))
     }
@@ -98,11 +98,13 @@ impl AttemptDeadlines {
     fn register(&'static self, deadline: Instant, waker: &Waker) -> Ticket {
         let mut queue = self.lock();
         let ticket = queue.insert(deadline, waker.clone());
-        if !queue.watcher_started {
-            queue.watcher_started = true;
-            tokio::spawn(watch(self));
-        } else if std::mem::take(&mut queue.watcher_parked) {
+        let start_watcher = !std::mem::replace(&mut queue.watcher_started, true);
+        if !start_watcher && std::mem::take(&mut queue.watcher_parked) {
             self.watcher.notify_one();
+        }
+        drop(queue);
+        if start_watcher {
+            tokio::spawn(watch(self));
         }
         ticket
     }
@@ -409,6 +411,7 @@ where
 #[cfg(test)]
 mod tests {
     use std::future::pending;
+    use std::sync::Arc;
 
     use tower::ServiceExt;
 
@@ -569,6 +572,88 @@ mod tests {
             assert_eq!(elapsed, TIMEOUT, "timed out by the layer");
             let error = result.unwrap().unwrap_err();
             assert!(error.is::<Elapsed>(), "{error}");
+        }
+    }
+
+    // ===== the queue against a model =====
+
+    /// Counts its wake-ups.
+    struct CountWakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountWakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert { due_in_ms: u16 },
+        Remove { pick: usize },
+        Expire { at_ms: u16 },
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => (0..2_000u16).prop_map(|due_in_ms| Op::Insert { due_in_ms }),
+            2 => any::<usize>().prop_map(|pick| Op::Remove { pick }),
+            1 => (0..3_000u16).prop_map(|at_ms| Op::Expire { at_ms }),
+        ]
+    }
+
+    /// A queued attempt as the model sees it.
+    struct Modelled {
+        ticket: Ticket,
+        deadline: Instant,
+        wakes: Arc<CountWakes>,
+        expired: bool,
+    }
+
+    proptest::proptest! {
+        /// Any mix of queued, finished and expired attempts: each live attempt is
+        /// woken exactly once, when the clock passes its deadline, and never after
+        /// it left; the order stays bounded by the live attempts.
+        #[test]
+        fn the_queue_wakes_each_due_attempt_once(ops in proptest::collection::vec(op(), 1..300)) {
+            let base = Instant::now();
+            let mut queue = Queue::default();
+            let mut model: Vec<Modelled> = Vec::new();
+            let mut left: Vec<Arc<CountWakes>> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Insert { due_in_ms } => {
+                        let deadline = base + Duration::from_millis(u64::from(due_in_ms));
+                        let wakes = Arc::new(CountWakes(Default::default()));
+                        let ticket = queue.insert(deadline, Waker::from(wakes.clone()));
+                        model.push(Modelled { ticket, deadline, wakes, expired: false });
+                    }
+                    Op::Remove { pick } if !model.is_empty() => {
+                        let gone = model.swap_remove(pick % model.len());
+                        drop(queue.remove(gone.ticket));
+                        left.push(gone.wakes);
+                    }
+                    Op::Remove { .. } => {}
+                    Op::Expire { at_ms } => {
+                        let now = base + Duration::from_millis(u64::from(at_ms));
+                        let mut due = Vec::new();
+                        queue.expire(now, &mut due);
+                        due.into_iter().for_each(Waker::wake);
+                        for attempt in &mut model {
+                            attempt.expired |= attempt.deadline <= now;
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(queue.live, model.len());
+                proptest::prop_assert!(queue.order.len() <= 2 * queue.live + 65);
+                for attempt in &model {
+                    let woken = attempt.wakes.0.load(std::sync::atomic::Ordering::SeqCst);
+                    proptest::prop_assert_eq!(woken, usize::from(attempt.expired));
+                }
+            }
+            for gone in left {
+                proptest::prop_assert!(gone.0.load(std::sync::atomic::Ordering::SeqCst) <= 1);
+            }
         }
     }
 
