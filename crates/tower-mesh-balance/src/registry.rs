@@ -63,8 +63,11 @@ pub struct ServiceRegistry {
 }
 
 struct Registry {
+    /// In no particular order (a removal moves the last entry into the gap);
+    /// `registered` gives the registration order.
     entries: Vec<Entry>,
     index: HashMap<String, usize>,
+    registrations: u64,
     picker: Picker,
     subscribers: Vec<Weak<Subscriber>>,
 }
@@ -73,6 +76,8 @@ struct Entry {
     key: InstanceKey,
     healthy: bool,
     hash: u64,
+    /// When the instance was first registered, counted in registrations.
+    registered: u64,
 }
 
 impl ServiceRegistry {
@@ -86,6 +91,7 @@ impl ServiceRegistry {
         let registry = Registry {
             entries: Vec::new(),
             index: HashMap::new(),
+            registrations: 0,
             picker: Picker::new(strategy, seed),
             subscribers: Vec::new(),
         };
@@ -157,8 +163,10 @@ impl ServiceRegistry {
     /// Every registered instance with its health flag, in registration order.
     pub fn instances(&self) -> Vec<(ServiceInstance, bool)> {
         let registry = self.lock();
-        let entries = registry.entries.iter();
+        let mut entries: Vec<&Entry> = registry.entries.iter().collect();
+        entries.sort_unstable_by_key(|entry| entry.registered);
         entries
+            .into_iter()
             .map(|entry| (entry.key.instance().clone(), entry.healthy))
             .collect()
     }
@@ -209,19 +217,22 @@ impl fmt::Debug for ServiceRegistry {
 
 impl Registry {
     fn register(&mut self, key: InstanceKey) {
-        let entry = Entry {
+        let mut entry = Entry {
             hash: stable_hash(key.id()),
             key: key.clone(),
             healthy: true,
+            registered: self.registrations,
         };
         match self.index.get(key.id()) {
             Some(&position) => {
+                entry.registered = self.entries[position].registered;
                 let old = std::mem::replace(&mut self.entries[position], entry);
                 if old.healthy {
                     self.announce(Event::Remove(old.key));
                 }
             }
             None => {
+                self.registrations += 1;
                 self.index.insert(key.id().to_owned(), self.entries.len());
                 self.entries.push(entry);
             }
@@ -230,12 +241,13 @@ impl Registry {
         self.announce(Event::Insert(key));
     }
 
+    /// Removes the instance in O(1): the last entry moves into its place.
     fn deregister(&mut self, id: &str) -> Option<InstanceKey> {
         let position = self.index.remove(id)?;
-        let entry = self.entries.remove(position);
-        for later in &self.entries[position..] {
-            if let Some(slot) = self.index.get_mut(later.key.id()) {
-                *slot -= 1;
+        let entry = self.entries.swap_remove(position);
+        if let Some(moved) = self.entries.get(position) {
+            if let Some(slot) = self.index.get_mut(moved.key.id()) {
+                *slot = position;
             }
         }
         self.picker.membership_changed();

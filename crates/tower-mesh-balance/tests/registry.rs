@@ -102,6 +102,51 @@ fn registering_an_id_again_replaces_the_instance_in_place() {
     assert!(!registry.mark_healthy("missing", false));
 }
 
+#[test]
+fn instances_stay_in_registration_order_after_deregistrations() {
+    let ids = ["a", "b", "c", "d", "e"];
+    let registry = registry(LoadBalancerStrategy::RoundRobin, &ids);
+    assert!(registry.deregister("b").is_some());
+    assert!(registry.deregister("a").is_some());
+    registry
+        .register(ServiceInstance::new("f", "10.0.0.9", 9))
+        .unwrap();
+    let listed: Vec<String> = registry
+        .instances()
+        .into_iter()
+        .map(|(instance, _)| instance.id)
+        .collect();
+    assert_eq!(listed, ["c", "d", "e", "f"]);
+}
+
+#[test]
+fn every_remaining_instance_is_picked_after_many_deregistrations() {
+    let ids: Vec<String> = (0..200).map(|n| format!("i{n}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let registry = registry(LoadBalancerStrategy::RoundRobin, &refs);
+    for id in ids.iter().step_by(3) {
+        assert!(registry.deregister(id).is_some(), "{id} was registered");
+    }
+    let remaining: std::collections::HashSet<String> = ids
+        .iter()
+        .skip(1)
+        .step_by(3)
+        .chain(ids.iter().skip(2).step_by(3))
+        .cloned()
+        .collect();
+    let picked: std::collections::HashSet<String> = (0..remaining.len())
+        .map(|_| registry.get_instance().unwrap().id.clone())
+        .collect();
+    assert_eq!(picked, remaining, "one round robin cycle visits each once");
+    for id in &remaining {
+        assert!(
+            registry.deregister(id).is_some(),
+            "{id} is still registered"
+        );
+    }
+    assert!(registry.instances().is_empty());
+}
+
 // ===== as a discovery source =====
 
 /// An endpoint answering with its instance's id.
