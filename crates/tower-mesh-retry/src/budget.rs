@@ -110,15 +110,28 @@ impl RetryBudget {
     /// Asks to spend one retry: `true` when the budget allows it, and the retry is
     /// then counted; `false` when it is spent, and nothing is counted.
     pub fn withdraw(&self) -> bool {
+        self.withdraw_in_slot().is_some()
+    }
+
+    /// [`withdraw`](Self::withdraw), returning the time slot the retry was
+    /// counted in, for [`refund`](Self::refund).
+    pub(crate) fn withdraw_in_slot(&self) -> Option<u64> {
         let shared = &*self.shared;
         let slot = shared.slot();
         shared.retries.add(slot);
         let retries = u128::from(shared.retries.sum(slot));
         if retries * PPM <= shared.allowance_ppm(slot) {
-            return true;
+            return Some(slot);
         }
         shared.retries.take_back(slot);
-        false
+        None
+    }
+
+    /// Gives back a retry withdrawn in `slot` and never sent (its call was
+    /// cancelled during the backoff). A slot that has left the window has
+    /// nothing to give back.
+    pub(crate) fn refund(&self, slot: u64) {
+        self.shared.retries.take_back(slot);
     }
 
     /// How many more retries the budget would allow right now.

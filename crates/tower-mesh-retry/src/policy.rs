@@ -87,6 +87,8 @@ pub(crate) struct Progress {
     retries: u32,
     started: Option<Instant>,
     attempt_started: Option<Instant>,
+    /// The budget slot of a retry decided on but not sent yet.
+    withdrawn: Option<u64>,
 }
 
 /// Why an attempt's outcome is worth a retry, for the logs.
@@ -385,10 +387,25 @@ impl<C, R, K> RetryPolicy<C, R, K> {
 
     /// Prepares this per-request copy for the retry it has just decided on.
     pub(crate) fn begin_retry(&mut self, needs_latency: bool) {
+        self.progress.withdrawn = None;
         if needs_latency {
             self.progress.attempt_started = Some(Instant::now());
         }
         report::attempt(self.settings.name);
+    }
+
+    /// Gives the budget back the retry decided on and not sent, if any: for a
+    /// call dropped while it waits to retry.
+    pub(crate) fn refund_unsent(&mut self) {
+        if let (Some(slot), Some(budget)) = (self.progress.withdrawn.take(), &self.budget) {
+            budget.refund(slot);
+        }
+    }
+
+    /// The budget and slot to refund if the retry just decided on is never
+    /// sent, for a delay future that outlives this borrow of the policy.
+    pub(crate) fn unsent_refund(&self) -> Option<(RetryBudget, u64)> {
+        Some((self.budget.clone()?, self.progress.withdrawn?))
     }
 
     /// Copies `request` for a later retry, if the hook can.
@@ -470,8 +487,9 @@ impl<C, R, K> RetryPolicy<C, R, K> {
             return self.give_up(GiveUp::Deadline);
         }
         if let Some(budget) = &self.budget {
-            if !budget.withdraw() {
-                return self.give_up(GiveUp::Budget);
+            match budget.withdraw_in_slot() {
+                Some(slot) => self.progress.withdrawn = Some(slot),
+                None => return self.give_up(GiveUp::Budget),
             }
         }
         Some(())
@@ -554,19 +572,29 @@ where
         R: Retryable<T, E>,
         E: 'static,
     {
-        let mut policy = self.clone();
-        let needs_latency = policy.needs_latency();
-        policy.begin_request(needs_latency);
+        let mut policy = RefundOnDrop(self.clone());
+        let needs_latency = policy.0.needs_latency();
+        policy.0.begin_request(needs_latency);
         loop {
             let result = operation().await;
-            let Some(delay) = policy.after_attempt(result.as_ref(), true) else {
+            let Some(delay) = policy.0.after_attempt(result.as_ref(), true) else {
                 return result;
             };
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            policy.begin_retry(needs_latency);
+            policy.0.begin_retry(needs_latency);
         }
+    }
+}
+
+/// A per-request policy that refunds its unsent retry when dropped: when
+/// [`RetryPolicy::execute`]'s future is dropped during a backoff.
+struct RefundOnDrop<C, R, K>(RetryPolicy<C, R, K>);
+
+impl<C, R, K> Drop for RefundOnDrop<C, R, K> {
+    fn drop(&mut self) {
+        self.0.refund_unsent();
     }
 }
 

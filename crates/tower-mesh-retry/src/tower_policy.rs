@@ -10,7 +10,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
@@ -19,7 +19,7 @@ use tower::retry::Policy;
 use tower_mesh_core::Classify;
 
 use crate::retryable::{ReplayRequest, Retryable};
-use crate::RetryPolicy;
+use crate::{RetryBudget, RetryPolicy};
 
 impl<Req, Res, E, C, R, K> Policy<Req, Res, E> for RetryPolicy<C, R, K>
 where
@@ -32,7 +32,7 @@ where
 
     fn retry(&mut self, _request: &mut Req, result: &mut Result<Res, E>) -> Option<Delay> {
         let delay = self.after_attempt(result.as_ref(), true)?;
-        Some(Delay::new(delay))
+        Some(Delay::new(delay, self.unsent_refund()))
     }
 
     fn clone_request(&mut self, request: &Req) -> Option<Req> {
@@ -52,17 +52,28 @@ pin_project! {
     ///
     /// # Cancel safety
     ///
-    /// Dropping it cancels the timer.
+    /// Dropping it cancels the timer, and gives the retry it was waiting for
+    /// back to the budget.
     pub struct Delay {
         #[pin]
         sleep: Option<Sleep>,
+        // The budget and slot the retry was counted in, until the wait is over.
+        refund: Option<(RetryBudget, u64)>,
+    }
+
+    impl PinnedDrop for Delay {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some((budget, slot)) = this.project().refund.take() {
+                budget.refund(slot);
+            }
+        }
     }
 }
 
 impl Delay {
-    fn new(delay: Duration) -> Delay {
+    fn new(delay: Duration, refund: Option<(RetryBudget, u64)>) -> Delay {
         let sleep = (!delay.is_zero()).then(|| tokio::time::sleep(delay));
-        Delay { sleep }
+        Delay { sleep, refund }
     }
 }
 
@@ -70,10 +81,13 @@ impl Future for Delay {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match self.project().sleep.as_pin_mut() {
-            Some(sleep) => sleep.poll(cx),
-            None => Poll::Ready(()),
+        let this = self.project();
+        if let Some(sleep) = this.sleep.as_pin_mut() {
+            ready!(sleep.poll(cx));
         }
+        // The wait is over: the retry goes out, and stays counted.
+        *this.refund = None;
+        Poll::Ready(())
     }
 }
 

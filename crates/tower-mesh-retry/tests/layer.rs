@@ -326,6 +326,78 @@ async fn dropping_an_execute_future_mid_backoff_stops_further_attempts() {
     assert_eq!(attempts.load(Ordering::Relaxed), 1);
 }
 
+// ===== the budget and cancelled retries =====
+
+/// A budget of exactly ten retries (a floor of one a second over ten seconds).
+fn ten_retries() -> RetryBudget {
+    RetryBudget::builder()
+        .ratio(0.0)
+        .min_per_second(1)
+        .build()
+        .unwrap()
+}
+
+fn budgeted(budget: &RetryBudget) -> RetryPolicy {
+    RetryPolicy::builder()
+        .backoff(Backoff::constant(ms(500)))
+        .jitter(0.0)
+        .budget(budget.clone())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_cancelled_during_its_backoff_goes_back_to_the_budget() {
+    let budget = ten_retries();
+    let mut retry = RetryLayer::new(budgeted(&budget)).layer(Scripted::down());
+    let mut response = task::spawn(retry.call(()));
+    assert_pending!(response.poll(), "waiting to retry");
+    assert_eq!(budget.remaining(), 9, "the retry is counted while it waits");
+    drop(response);
+    assert_eq!(budget.remaining(), 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_sent_stays_counted_when_its_call_is_dropped_later() {
+    let budget = ten_retries();
+    let (inner, mut handle) = tower_test::mock::pair::<(), u16>();
+    handle.allow(2);
+    let mut retry = RetryLayer::new(budgeted(&budget)).layer(inner);
+    let mut response = task::spawn(retry.ready().await.unwrap().call(()));
+    assert_pending!(response.poll());
+    let (_, first) = handle.next_request().await.unwrap();
+    first.send_error("down");
+    assert_pending!(response.poll());
+    advance(ms(500)).await;
+    assert_pending!(response.poll(), "the retry is in flight");
+    let _second = handle.next_request().await.unwrap();
+    drop(response);
+    assert_eq!(budget.remaining(), 9);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_execute_cancelled_during_its_backoff_refunds_its_retry() {
+    let budget = ten_retries();
+    let policy = budgeted(&budget);
+    let mut future =
+        task::spawn(async move { policy.execute(|| async { Err::<(), _>("down") }).await });
+    assert_pending!(future.poll());
+    assert_eq!(budget.remaining(), 9);
+    drop(future);
+    assert_eq!(budget.remaining(), 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn towers_retry_cancelled_during_its_backoff_refunds_its_retry() {
+    let budget = ten_retries();
+    let retry = tower::retry::Retry::new(budgeted(&budget), Scripted::down());
+    let mut response = task::spawn(retry.oneshot(()));
+    assert_pending!(response.poll());
+    assert_eq!(budget.remaining(), 9);
+    drop(response);
+    assert_eq!(budget.remaining(), 10);
+}
+
 // ===== readiness =====
 
 #[tokio::test(start_paused = true)]

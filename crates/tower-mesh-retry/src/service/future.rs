@@ -18,8 +18,8 @@ pin_project! {
     /// # Cancel safety
     ///
     /// Dropping it cancels the attempt in flight or the pending delay (its timer is
-    /// removed with it), and no further attempt is sent. A retry already counted
-    /// against the budget stays counted.
+    /// removed with it), and no further attempt is sent. A retry counted against
+    /// the budget but not sent yet is given back.
     ///
     /// Polling it again after it returned `Ready` is a caller error: it then stays
     /// `Pending`.
@@ -39,6 +39,16 @@ pin_project! {
         service: S,
         policy: RetryPolicy<C, R, K>,
         needs_latency: bool,
+    }
+
+    impl<S, Request, C, R, K> PinnedDrop for ResponseFuture<S, Request, C, R, K>
+    where
+        S: Service<Request>,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped while waiting to retry: the retry never goes out.
+            this.project().policy.refund_unsent();
+        }
     }
 }
 
