@@ -55,14 +55,24 @@ async fn concurrent_callers_through_clones_are_each_answered_once_during_churn()
     assert_eq!(answered.lock().unwrap().len(), 1_000);
 }
 
-#[tokio::test(start_paused = true)]
-async fn calls_waiting_for_an_instance_are_all_woken_when_one_appears() {
+/// A shared balancer with no instance yet, whose calls wait up to `wait` for one.
+fn waiting_for_an_instance(
+    wait: Duration,
+) -> (
+    SharedBalancer<Balancer>,
+    support::DiscoverHandle<usize, support::TestEndpoint>,
+) {
     let (discover, handle) = discover();
     let balancer: Balancer = LoadBalancer::builder(discover)
-        .wait_for_instance(Duration::from_secs(10))
+        .wait_for_instance(wait)
         .build()
         .unwrap();
-    let shared = SharedBalancer::new(balancer);
+    (SharedBalancer::new(balancer), handle)
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_waiting_for_an_instance_are_all_woken_when_one_appears() {
+    let (shared, handle) = waiting_for_an_instance(Duration::from_secs(10));
     let mut first = tokio_test::task::spawn(shared.clone().oneshot(1));
     let mut second = tokio_test::task::spawn(shared.clone().oneshot(2));
     assert_pending!(first.poll());
@@ -76,12 +86,7 @@ async fn calls_waiting_for_an_instance_are_all_woken_when_one_appears() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_waiting_call_does_not_stop_the_next_one() {
-    let (discover, handle) = discover();
-    let balancer: Balancer = LoadBalancer::builder(discover)
-        .wait_for_instance(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let shared = SharedBalancer::new(balancer);
+    let (shared, handle) = waiting_for_an_instance(Duration::from_secs(10));
     let mut dropped = tokio_test::task::spawn(shared.clone().oneshot(1));
     assert_pending!(dropped.poll());
     drop(dropped);
@@ -94,12 +99,8 @@ async fn a_dropped_waiting_call_does_not_stop_the_next_one() {
 
 #[tokio::test(start_paused = true)]
 async fn a_call_waiting_for_an_instance_fails_once_the_wait_is_over() {
-    let (discover, _handle) = discover();
-    let balancer: Balancer = LoadBalancer::builder(discover)
-        .wait_for_instance(Duration::from_secs(1))
-        .build()
-        .unwrap();
-    let error = SharedBalancer::new(balancer).oneshot(1).await.unwrap_err();
+    let (shared, _handle) = waiting_for_an_instance(Duration::from_secs(1));
+    let error = shared.oneshot(1).await.unwrap_err();
     assert!(support::is_no_healthy(&error), "{error}");
 }
 

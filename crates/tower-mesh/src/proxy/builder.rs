@@ -560,7 +560,7 @@ impl<C, R, P> Common<C, R, P> {
     {
         let breaker = self.breaker()?;
         // No backoff may end past the overall timeout, which arms its timer late
-        // (see `CallTimeout`).
+        // (see `call::CallTimeoutFuture`).
         let policy = self
             .retry?
             .with_classifier(self.classifier.clone())
